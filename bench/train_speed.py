@@ -1,0 +1,104 @@
+"""Training efficiency of the real loop, as a fraction of this machine's own measured matmul peak.
+
+In one run it:
+  1. measures the machine's float32 matmul FLOP/s (best of several large matmuls) -> the peak;
+  2. counts the FLOPs of one training step (all phases, forward + backward) with torch.utils.flop_counter;
+  3. trains with the real loop (ganforge.train) and reads img/s and the data-pipeline share from stats.jsonl;
+  4. reports achieved FLOP/s = FLOPs/step * steps/s and its ratio to the peak.
+
+    python bench/train_speed.py                              # DCGAN 32x32, batch 64, shapes (RGB)
+    python bench/train_speed.py --preset sngan-cond-32 --data fashion-mnist
+Writes bench/results/train_speed-<preset>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ganforge.config import resolve_config
+from ganforge.data import load_dataset
+from ganforge.tasks import GanTask, StepInputs
+from ganforge.train.loop import train
+from ganforge.train.rundir import read_jsonl
+
+
+def matmul_peak(n: int = 2048, seconds: float = 4.0) -> float:
+    """Best float32 FLOP/s over repeated n x n matmuls."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t0))
+    return best
+
+
+def step_flops(cfg, data) -> int:
+    task = GanTask(cfg, channels=data.channels, num_classes=data.num_classes)
+    b = cfg.optim.batch
+    x = torch.from_numpy(data.images[:b]).float().div(127.5).sub(1)
+    c = torch.from_numpy(data.labels[:b]) if data.labels is not None and task.num_classes else None
+    inp = StepInputs(real=x, c_real=c, gen=torch.Generator().manual_seed(0), step=0)
+    with FlopCounterMode(display=False) as fc:
+        for phase in task.phases():
+            if 0 % phase.interval == 0:
+                for name, m in task.modules.items():
+                    m.requires_grad_(name == phase.module)
+                phase.loss(inp)["loss"].backward()
+    return fc.get_total_flops()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="dcgan-32")
+    ap.add_argument("--data", default="shapes")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--kimg", type=float, default=6.4, help="training length measured (after warm-up)")
+    ap.add_argument("--set", action="append", default=[], help="extra overrides SECTION.FIELD=VALUE")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+
+    from ganforge.config import deep_merge, parse_set
+
+    tick = args.batch * 10 / 1000  # one stats record per 10 steps
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = resolve_config(args.preset, deep_merge({
+            "data": {"source": args.data}, "optim": {"batch": args.batch},
+            "run": {"kimg": args.kimg, "out": tmp, "tick_kimg": tick, "sample_every_kimg": 1e4,
+                    "snapshot_every_kimg": 1e4, "checkpoint_every_kimg": 1e4}}, parse_set(args.set)))
+        data = load_dataset(cfg.data.source, cfg.data.resolution, resize=cfg.data.resize)
+        peak = matmul_peak()
+        flops = step_flops(cfg, data)
+        run = train(cfg, progress=False)
+        stats = read_jsonl(run / "stats.jsonl")[1:-1]  # drop the warm-up tick and the final (with saving) tick
+    ips = statistics.median(r["timing/img_per_s"] for r in stats)
+    data_share = statistics.median(r["timing/data_share"] for r in stats)
+    achieved = flops * ips / args.batch
+    result = {
+        "bench": "train_speed", "preset": args.preset, "data": args.data, "batch": args.batch,
+        "resolution": cfg.data.resolution, "channels": data.channels,
+        "img_per_s": round(ips, 1), "step_gflop": round(flops / 1e9, 3),
+        "achieved_gflops": round(achieved / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
+        "fraction_of_peak": round(achieved / peak, 3), "data_share": round(data_share, 4),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor()
+        or platform.machine(), "cpu_count": __import__("os").cpu_count(), "ticks": len(stats),
+    }
+    print(json.dumps(result, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"train_speed-{args.preset}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""ganforge: train GANs on your own images and put them to work.
+
+Importing the package is cheap: torch and the heavy modules load on first use.
+
+    import ganforge
+    G = ganforge.load("runs/00001-shapes-dcgan-32/snapshots/latest")
+    images = G.generate(seeds=range(16))            # [16, C, H, W] float in [-1, 1]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ganforge.config import TrainConfig
+    from ganforge.infer.snapshot import LoadedGenerator
+
+__all__ = ["__version__", "load", "train", "resolve_config"]
+
+
+def load(snapshot: str, device: str = "cpu") -> LoadedGenerator:
+    """Load a snapshot (path with or without ``.safetensors``, or a run folder) as a callable generator."""
+    from ganforge.infer.snapshot import load_generator
+
+    return load_generator(snapshot, device=device)
+
+
+def train(config: TrainConfig, resume: str | None = None, progress: bool = True) -> Any:
+    """Run the training loop for ``config`` (see ``resolve_config``); returns the run folder."""
+    from ganforge.train.loop import train as _train
+
+    return _train(config, resume=resume, progress=progress)
+
+
+def resolve_config(preset: str | None = None, **sections: Any) -> TrainConfig:
+    """``resolve_config("dcgan-32", data={"source": "~/photos"}, run={"kimg": 50})``"""
+    from ganforge.config import resolve_config as _resolve
+
+    return _resolve(preset, sections)

@@ -1,0 +1,231 @@
+"""The ganforge command line: a thin, validated translation from flags to library calls.
+
+torch and the library modules are imported inside the commands so that ``ganforge --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Train GANs on your own images and put them to work.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Look at a dataset before training on it.")
+app.add_typer(dataset_app, name="dataset")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that carry a message for the user (not a bug): printed without a traceback."""
+    from ganforge.config import ConfigError
+    from ganforge.data import DatasetError
+    from ganforge.train.checkpoint import CheckpointError
+    from ganforge.train.loop import TrainingDiverged
+
+    return (ConfigError, DatasetError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-63' -> 0..63, '1,5,9' -> [1, 5, 9], '0-3,10' -> [0, 1, 2, 3, 10]."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                a, b = (int(v) for v in part.split("-", 1))
+                if b < a:
+                    raise ValueError
+                seeds.extend(range(a, b + 1))
+            elif part:
+                seeds.append(int(part))
+        except ValueError:
+            raise typer.BadParameter(f"{part!r} is not a seed or range like 0-63", param_hint="--seeds") from None
+    if not seeds:
+        raise typer.BadParameter("no seeds given", param_hint="--seeds")
+    return seeds
+
+
+# ---------------------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------------------
+
+@app.command()
+def train(
+    data: Annotated[str | None, typer.Option(help="folder, .zip, or built-in: fashion-mnist, digits, shapes")] = None,
+    preset: Annotated[str | None, typer.Option(help="named preset; see `ganforge presets`")] = None,
+    kimg: Annotated[float | None, typer.Option(help="train until this many thousand real images (total)")] = None,
+    minutes: Annotated[float | None, typer.Option(help="wall-clock budget; stops cleanly when reached")] = None,
+    out: Annotated[Path | None, typer.Option(help="parent folder for the run folder [default: runs]")] = None,
+    batch: Annotated[int | None, typer.Option(help="global batch size")] = None,
+    seed: Annotated[int | None, typer.Option(help="fixes all randomness")] = None,
+    resolution: Annotated[int | None, typer.Option(help="training resolution, e.g. 32, 64, 128")] = None,
+    cond: Annotated[str | None, typer.Option(help="none | projection | acgan")] = None,
+    loss: Annotated[str | None, typer.Option(help="ns | hinge | wgan | lsgan")] = None,
+    aug: Annotated[str | None, typer.Option(help="DiffAugment ops, e.g. color,translation,cutout")] = None,
+    r1_gamma: Annotated[float | None, typer.Option(help="R1 penalty weight (0 = off)")] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate for both G and D")] = None,
+    ema_kimg: Annotated[float | None, typer.Option(help="G EMA half-life in kimg (0 = off)")] = None,
+    max_images: Annotated[int | None, typer.Option(help="use a fixed random subset of this size")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any field: optim.g_lr=1e-4 (repeatable)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue this run folder (with --kimg to extend it)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress")] = True,
+) -> None:
+    """Train a GAN. Example: ganforge train --data shapes --preset dcgan-32 --kimg 0.256 --out /tmp/r"""
+    from ganforge.config import ConfigError, deep_merge, parse_set, resolve_config
+
+    try:
+        flags: dict[str, dict[str, Any]] = {
+            "data": {"source": data, "resolution": resolution, "max_images": max_images},
+            "model": {"cond": cond},
+            "loss": {"adversarial": loss, "diffaugment": aug, "r1_gamma": r1_gamma},
+            "optim": {"batch": batch, "g_lr": lr, "d_lr": lr, "ema_kimg": ema_kimg},
+            "run": {"kimg": kimg, "minutes": minutes, "seed": seed, "out": str(out) if out else None, "device": device,
+                    "threads": threads},
+        }
+        overrides = {s: {k: v for k, v in f.items() if v is not None} for s, f in flags.items()}
+        overrides = deep_merge({s: f for s, f in overrides.items() if f}, parse_set(set_ or []))
+        if resume is not None:
+            from ganforge.train.loop import load_run_config
+
+            base = load_run_config(resume)
+            # Only what does not change the math may differ on resume; kimg extends the run.
+            allowed = {("run", "kimg"), ("run", "minutes"), ("run", "threads"), ("run", "device")}
+            changed = [f"{s}.{k}" for s, f in overrides.items() for k in f if (s, k) not in allowed]
+            if preset or changed:
+                raise ConfigError(f"--resume continues a run with its own config; cannot change "
+                                  f"{', '.join(changed) or '--preset'} (only --kimg, --minutes, --threads, --device). "
+                                  "Start a new run to change them.")
+            cfg = resolve_config(None, deep_merge(base.model_dump(mode="json"), overrides))
+        else:
+            if data is None and not (overrides.get("data", {}).get("source")):
+                raise ConfigError("--data is required: an image folder, a .zip, or fashion-mnist / digits / shapes")
+            cfg = resolve_config(preset or "dcgan-32", overrides)
+        if dry_run:
+            typer.echo(cfg.to_json())
+            return
+        from ganforge.train.loop import train as run_training
+
+        run_training(cfg, resume=resume, progress=progress)
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+@app.command()
+def presets() -> None:
+    """List the named presets (the table lives in ganforge/config.py)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ganforge.config import PRESETS, resolve_config
+
+    table = Table("preset", "arch", "res", "cond", "loss", "lr G/D", "betas", "batch")
+    for name in PRESETS:
+        c = resolve_config(name)
+        table.add_row(name, c.model.arch, str(c.data.resolution), c.model.cond, c.loss.adversarial,
+                      f"{c.optim.g_lr:g}/{c.optim.d_lr:g}", f"{c.optim.beta1:g},{c.optim.beta2:g}",
+                      str(c.optim.batch))
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# generate
+# ---------------------------------------------------------------------------------------------------------
+
+@app.command()
+def generate(
+    snapshot: Annotated[str, typer.Argument(help="snapshot path (with or without .safetensors) or run folder")],
+    seeds: Annotated[str, typer.Option(help="seeds, e.g. 0-63 or 1,5,9")] = "0-15",
+    class_: Annotated[int | None, typer.Option("--class", help="class index for conditional snapshots")] = None,
+    grid: Annotated[Path | None, typer.Option(help="write all images as one grid PNG here")] = None,
+    outdir: Annotated[Path | None, typer.Option(help="write one PNG per seed into this folder")] = None,
+    interpolate: Annotated[str | None, typer.Option(help="latent walk between two seeds, e.g. 0,7")] = None,
+    frames: Annotated[int, typer.Option(min=2, max=2000, help="frames of the latent walk")] = 60,
+    fps: Annotated[float, typer.Option(min=1, max=60, help="frames per second of the walk")] = 20,
+    minutes: Annotated[float | None, typer.Option(help="wall-clock budget; stops cleanly when reached")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output of --interpolate (.gif or .webp)")] = None,
+    cols: Annotated[int | None, typer.Option(help="grid columns")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+) -> None:
+    """Make images from a snapshot: a grid, one file per seed, or a latent-walk GIF."""
+    try:
+        from ganforge.infer.images import make_grid, save_gif, save_grid, save_image, to_uint8
+        from ganforge.infer.snapshot import load_generator
+
+        G = load_generator(snapshot, device=device)
+        if G.num_classes and class_ is None:
+            raise ValueError(f"this snapshot is class-conditional: add --class N with N in 0..{G.num_classes - 1} "
+                             f"({', '.join(f'{i}={n}' for i, n in enumerate(G.class_names))})")
+        if interpolate is not None:
+            pair = parse_seeds(interpolate)
+            if len(pair) != 2:
+                raise typer.BadParameter("give exactly two seeds, e.g. 0,7", param_hint="--interpolate")
+            out = out or Path("walk.gif")
+            imgs = to_uint8(G.interpolate(pair[0], pair[1], frames, class_))
+            save_gif([make_grid(imgs[i:i + 1], 1, 0) for i in range(len(imgs))], out, fps)
+            typer.echo(f"wrote {out} ({frames} frames)")
+            return
+        if grid is None and outdir is None:
+            raise ValueError("say where to write: --grid out.png and/or --outdir folder/")
+        seed_list = parse_seeds(seeds)
+        imgs = to_uint8(G.generate(seed_list, class_))
+        if grid is not None:
+            save_grid(imgs, grid, cols)
+            typer.echo(f"wrote {grid} ({len(seed_list)} images)")
+        if outdir is not None:
+            for s, im in zip(seed_list, imgs, strict=True):
+                save_image(im.transpose(1, 2, 0), Path(outdir) / f"seed{s:06d}.png")
+            typer.echo(f"wrote {len(seed_list)} images to {outdir}")
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dataset
+# ---------------------------------------------------------------------------------------------------------
+
+@dataset_app.command("inspect")
+def dataset_inspect(
+    source: Annotated[str, typer.Argument(help="image folder, .zip, or built-in name")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Count images, sizes, channels and classes; list unreadable files."""
+    try:
+        from ganforge.data import inspect_source
+
+        report = inspect_source(source)
+        if as_json:
+            from dataclasses import asdict
+
+            d = asdict(report)
+            d["sizes"] = {f"{w}x{h}": n for (w, h), n in report.sizes.items()}
+            typer.echo(json.dumps(d, indent=2, default=str))
+        else:
+            for line in report.summary_lines():
+                typer.echo(line)
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is intact (continue with --resume RUN)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Typed training configuration: one pydantic model per concern, and the named presets.
+
+Nothing here imports torch, so the CLI can validate and print a config (``--dry-run``) instantly.
+Units are in the field names: ``kimg`` is thousands of real images shown to D, ``_steps`` counts
+training steps (one pass over the task's phases), ``_lr`` is a learning rate.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")  # mirrors ganforge.data.augment.DIFFAUGMENT_OPS
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo in `--set optim.glr=...` must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def check_resolution(resolution: int) -> int:
+    """Resolutions are r0 * 2**n with r0 in 4..7 and n >= 1 (8, 16, 28, 32, 48, 64, 128, ...)."""
+    r, n = resolution, 0
+    while r > 7 and r % 2 == 0:
+        r, n = r // 2, n + 1
+    if not (4 <= r <= 7 and n >= 1):
+        raise ValueError(f"must be r0*2^n with r0 in 4..7, e.g. 8, 16, 28, 32, 64, 128; got {resolution}")
+    return resolution
+
+
+class DataConfig(_Strict):
+    source: str = Field("shapes", description="image folder, .zip, or built-in name (fashion-mnist, digits, shapes)")
+    resolution: int = Field(32, ge=8, le=1024)
+    channels: Literal[1, 3, 4] | None = Field(None, description="None = 1 if every image is gray, else 3")
+    resize: Literal["crop", "pad", "stretch"] = "crop"
+    xflip: bool = Field(True, description="random horizontal flips of real images")
+    max_images: int | None = Field(None, ge=1)
+    use_labels: bool | None = Field(None, description="None = use class subfolders when there are >= 2")
+
+    @field_validator("resolution")
+    @classmethod
+    def _check_resolution(cls, v: int) -> int:
+        return check_resolution(v)
+
+
+class ModelConfig(_Strict):
+    arch: Literal["dcgan", "sngan"] = "dcgan"
+    z_dim: int = Field(128, ge=1, le=4096)
+    g_width: int = Field(64, ge=1, le=4096, description="G channels at the output resolution")
+    d_width: int = Field(64, ge=1, le=4096, description="D channels at the input resolution")
+    max_width: int = Field(512, ge=1, le=8192)
+    cond: Literal["none", "projection", "acgan"] = Field(
+        "none", description="class conditioning: projection D + conditional BN, or ACGAN auxiliary classifier"
+    )
+    d_spectral_norm: bool = Field(False, description="spectral norm in the DCGAN discriminator (SNGAN always)")
+
+
+class LossConfig(_Strict):
+    adversarial: Literal["ns", "hinge", "wgan", "lsgan"] = "ns"
+    r1_gamma: float = Field(0.0, ge=0.0, le=1e4, description="R1 weight (Mescheder 2018); 0 disables")
+    r1_every_steps: int = Field(16, ge=1, le=1000, description="lazy R1 interval (StyleGAN2 sec. 3.1)")
+    gp_weight: float = Field(0.0, ge=0.0, le=1e4, description="WGAN-GP weight (Gulrajani 2017); 0 disables")
+    acgan_weight: float = Field(1.0, ge=0.0, le=100.0)
+    diffaugment: str = Field("", description="comma list of color,translation,cutout applied to all D inputs")
+
+    @field_validator("diffaugment")
+    @classmethod
+    def _check_policy(cls, v: str) -> str:
+        ops = [p.strip() for p in v.split(",") if p.strip()]
+        bad = [p for p in ops if p not in DIFFAUGMENT_OPS]
+        if bad:
+            raise ValueError(f"unknown DiffAugment op(s) {bad}; valid: {', '.join(DIFFAUGMENT_OPS)}")
+        return ",".join(ops)
+
+
+class OptimConfig(_Strict):
+    g_lr: float = Field(2e-4, gt=0.0, le=1.0)
+    d_lr: float = Field(2e-4, gt=0.0, le=1.0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    batch: int = Field(64, ge=1, le=65536, description="global batch over all processes")
+    d_steps: int = Field(1, ge=1, le=20, description="D updates per G update")
+    ema_kimg: float = Field(10.0, ge=0.0, le=1e4, description="G EMA half-life in kimg; 0 disables")
+    ema_rampup: float | None = Field(0.05, ge=0.0, le=1.0, description="EMA half-life <= rampup * kimg so far")
+
+
+class RunConfig(_Strict):
+    kimg: float = Field(200.0, gt=0.0, le=1e6, description="training length in thousands of real images")
+    minutes: float | None = Field(None, gt=0.0, le=1e6, description="wall-clock budget; stops with a final "
+                                  "snapshot and checkpoint (checked every tick)")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    out: str = Field("runs", description="parent folder of run folders")
+    tick_kimg: float = Field(1.0, gt=0.0, le=1e4, description="stats/progress interval")
+    sample_every_kimg: float = Field(10.0, gt=0.0, le=1e5)
+    snapshot_every_kimg: float = Field(50.0, gt=0.0, le=1e5)
+    checkpoint_every_kimg: float = Field(10.0, gt=0.0, le=1e5)
+    keep_checkpoints: int = Field(2, ge=1, le=1000, description="older checkpoints are deleted")
+    grid_samples: int = Field(64, ge=1, le=1024)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field("auto", description="CUDA only; auto = bf16 if supported")
+    channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto = on for CUDA")
+    threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads; None = torch default")
+    tensorboard: bool = False
+
+
+class TrainConfig(_Strict):
+    preset: str = "custom"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TrainConfig:
+        if self.loss.adversarial == "wgan" and self.loss.gp_weight == 0 and self.model.arch == "dcgan" \
+                and not self.model.d_spectral_norm:
+            raise ValueError("loss.adversarial='wgan' needs a Lipschitz constraint: set loss.gp_weight > 0 "
+                             "(typically 10) or model.d_spectral_norm=true")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Presets: the one visible table. Each is a partial config merged over the defaults above.
+# ---------------------------------------------------------------------------------------------------------
+
+_DCGAN = dict(model=dict(arch="dcgan", z_dim=100), loss=dict(adversarial="ns"),
+              optim=dict(g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999))
+_SNGAN = dict(model=dict(arch="sngan", z_dim=128, max_width=256), loss=dict(adversarial="hinge"),
+              optim=dict(g_lr=2e-4, d_lr=2e-4, beta1=0.0, beta2=0.9))
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # DCGAN (Radford et al. 2015): Adam(2e-4, 0.5), non-saturating loss.
+    "dcgan-32": _DCGAN | dict(data=dict(resolution=32)),
+    "dcgan-64": _DCGAN | dict(data=dict(resolution=64)),
+    "dcgan-128": _DCGAN | dict(data=dict(resolution=128)),
+    # ACGAN (Odena et al. 2017) on the DCGAN backbone.
+    "acgan-32": _DCGAN | dict(data=dict(resolution=32), model=dict(arch="dcgan", z_dim=100, cond="acgan")),
+    # WGAN-GP (Gulrajani et al. 2017): 5 D steps per G step, Adam(1e-4, 0, 0.9).
+    "wgan-gp-32": dict(data=dict(resolution=32), model=dict(arch="dcgan", z_dim=128),
+                       loss=dict(adversarial="wgan", gp_weight=10.0),
+                       optim=dict(g_lr=1e-4, d_lr=1e-4, beta1=0.0, beta2=0.9, d_steps=5)),
+    # ResNet SNGAN (Miyato et al. 2018) with hinge loss; -cond adds projection D + conditional BN.
+    "sngan-32": _SNGAN | dict(data=dict(resolution=32)),
+    "sngan-cond-32": _SNGAN | dict(data=dict(resolution=32),
+                                   model=dict(arch="sngan", z_dim=128, max_width=256, cond="projection")),
+    "sngan-64": _SNGAN | dict(data=dict(resolution=64)),
+    "sngan-cond-64": _SNGAN | dict(data=dict(resolution=64),
+                                   model=dict(arch="sngan", z_dim=128, max_width=256, cond="projection")),
+    "sngan-128": _SNGAN | dict(data=dict(resolution=128)),
+}
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field and the allowed range."""
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Turn ``["optim.g_lr=1e-4", "data.xflip=false"]`` into a nested override dict (values parsed as JSON
+    where possible, else kept as strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {item!r}: expected SECTION.FIELD=VALUE, e.g. optim.g_lr=1e-4")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "config"
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {field}: {e['msg']}{got_s}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def resolve_config(preset: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Merge a preset from ``PRESETS`` with nested overrides and validate. Raises ConfigError."""
+    base: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        base = deep_merge(PRESETS[preset], {"preset": preset})
+    merged = deep_merge(base, overrides or {})
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None

@@ -1,0 +1,339 @@
+"""The one explicit training loop.
+
+It iterates the task's phases and owns everything around them: data sampling, EMA, AMP and
+channels_last on CUDA, gradient all-reduce under torchrun, the NaN guard, stats, sample grids,
+snapshots and atomic checkpoints. Read it top to bottom.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganforge import __version__
+from ganforge.config import TrainConfig
+from ganforge.data import ImageDataset, load_dataset
+from ganforge.infer.images import save_grid, to_uint8, z_from_seeds
+from ganforge.tasks import GanTask, StepInputs
+from ganforge.train import checkpoint as ckpt
+from ganforge.train.dist import (
+    DistInfo,
+    all_reduce_grads,
+    all_reduce_mean,
+    barrier,
+    broadcast_module,
+    init_distributed,
+    params_in_sync,
+    step_generator,
+)
+from ganforge.train.rundir import RunLog, create_run_dir, truncate_stats
+from ganforge.train.stats import ProgressDisplay, StatsAccumulator, TensorBoardMirror
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/inf. The last good checkpoint is untouched; the message says what to try."""
+
+
+class EpochSampler:
+    """Index stream over shuffled epochs; position p maps to perm(epoch)[p % N], a pure function of p."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self._cache = n, seed, {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            self._cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
+        return self._cache[epoch]
+
+    def indices(self, start: int, count: int) -> np.ndarray:
+        pos = np.arange(start, start + count)
+        return np.concatenate([self._perm(int(e))[pos[pos // self.n == e] % self.n]
+                               for e in np.unique(pos // self.n)])
+
+
+def _every(kimg: float, batch: int) -> int:
+    return max(1, round(kimg * 1000 / batch))
+
+
+def _snapshot_meta(cfg: TrainConfig, task: GanTask, data: ImageDataset, step: int, nimg: int) -> dict[str, Any]:
+    return {"task": task.name, "arch": cfg.model.arch, "net_config": task.G.config,
+            "class_names": data.class_names if task.num_classes else [],
+            "dataset": data.describe(), "kimg": nimg / 1000, "step": step,
+            "config": cfg.model_dump(mode="json"), "ganforge_version": __version__, "metrics": {}}
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True) -> Path:
+    """Train according to ``cfg``; with ``resume`` (a run folder) continue it to ``cfg.run.kimg``.
+    Returns the run folder."""
+    rc, oc = cfg.run, cfg.optim
+
+    # ---- Devices, processes, threads -------------------------------------------------------------------
+    use_cuda = rc.device == "cuda" or (rc.device == "auto" and torch.cuda.is_available())
+    if rc.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("run.device='cuda' but no CUDA device is visible; use --device cpu")
+    dist: DistInfo = init_distributed("cuda" if use_cuda else "cpu")
+    device = torch.device("cuda", dist.local_rank) if use_cuda else torch.device("cpu")
+    if rc.threads:
+        torch.set_num_threads(rc.threads)
+    if oc.batch % dist.world_size:
+        raise ValueError(f"optim.batch={oc.batch} must be divisible by the number of processes "
+                         f"({dist.world_size})")
+    local_batch = oc.batch // dist.world_size
+    amp_dtype = None
+    if use_cuda and rc.amp != "off":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        amp_dtype = torch.float16 if rc.amp == "fp16" or (rc.amp == "auto" and not bf16_ok) else torch.bfloat16
+    channels_last = rc.channels_last == "on" or (rc.channels_last == "auto" and use_cuda)
+    mem_fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    # ---- Data ------------------------------------------------------------------------------------------
+    dc = cfg.data
+    data = load_dataset(dc.source, dc.resolution, channels=dc.channels, resize=dc.resize,
+                        max_images=dc.max_images, use_labels=dc.use_labels, seed=rc.seed)
+    if cfg.model.cond != "none" and data.num_classes < 2:
+        raise ValueError(f"model.cond={cfg.model.cond!r} needs class labels, but {dc.source} has none: put the "
+                         "images in one subfolder per class, or train unconditionally with --cond none")
+    # In-memory caches are indexed as tensors; a disk-backed memmap (huge datasets) through numpy.
+    images = None
+    if not isinstance(data.images, np.memmap):
+        with warnings.catch_warnings():  # the cache is read-only on purpose; we only ever index it
+            warnings.simplefilter("ignore", UserWarning)
+            images = torch.from_numpy(data.images)
+    labels = torch.from_numpy(data.labels) if data.labels is not None else None
+    sampler = EpochSampler(len(data), rc.seed)
+
+    # ---- Networks, EMA, optimizers -----------------------------------------------------------------------
+    torch.manual_seed(rc.seed)
+    task = GanTask(cfg, channels=data.channels, num_classes=data.num_classes)
+    G, D = (m.to(device).to(memory_format=mem_fmt) for m in (task.G, task.D))
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    phases = task.phases()
+    # Lazy regularisation shares D's optimizer; StyleGAN2 (appx. B) rescales lr and betas by k/(k+1).
+    k = cfg.loss.r1_every_steps
+    ratio = k / (k + 1) if cfg.loss.r1_gamma > 0 else 1.0
+    opts = {
+        "G": torch.optim.Adam(G.parameters(), lr=oc.g_lr, betas=(oc.beta1, oc.beta2)),
+        "D": torch.optim.Adam(D.parameters(), lr=oc.d_lr * ratio, betas=(oc.beta1**ratio, oc.beta2**ratio)),
+    }
+    scalers = {name: torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16) for name in opts}
+
+    # ---- Run folder and resume -----------------------------------------------------------------------------
+    step, elapsed_before = 0, 0.0
+    if resume is not None:
+        run = Path(resume).expanduser().resolve()
+        path, state = ckpt.load_latest_checkpoint(run / "checkpoints")
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        G_ema.load_state_dict(state["G_ema"])
+        for name, opt in opts.items():
+            opt.load_state_dict(state[f"opt_{name}"])
+            scalers[name].load_state_dict(state[f"scaler_{name}"])
+        step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        if data.fingerprint() != state["dataset_fingerprint"]:
+            raise ValueError(f"the data at {dc.source} changed since this run started (fingerprint "
+                             f"{data.fingerprint()} != {state['dataset_fingerprint']}); exact resume needs the "
+                             "same images. Start a new run, or restore the original data.")
+    elif dist.is_main:
+        run = create_run_dir(Path(rc.out), data.name, cfg.preset)
+    if dist.world_size > 1:  # every rank needs the folder name chosen by rank 0
+        obj = [str(run) if dist.is_main else None]
+        torch.distributed.broadcast_object_list(obj, src=0)
+        run = Path(obj[0])
+    for m in (G, D, G_ema):
+        broadcast_module(m, dist)
+    log = RunLog(run)
+    ckpt_dir, snap_dir = run / "checkpoints", run / "snapshots"
+    display = ProgressDisplay(rc.kimg, enabled=progress and dist.is_main)
+    tb = TensorBoardMirror(run) if rc.tensorboard and dist.is_main else None
+    if dist.is_main:
+        ckpt.atomic_write_text(run / "config.json", cfg.to_json())
+        if resume is None:
+            log.log(f"new run {run.name}: {len(data)} images from {dc.source} ({data.fingerprint()}), "
+                    f"{data.num_classes} classes, {dist.world_size} processes, device {device}, ganforge {__version__}")
+            for s in data.report.skipped:
+                log.log(f"skipped {s.path}: {s.reason}")
+        else:
+            truncate_stats(run, step)
+            log.log(f"resumed from {path.name} at step {step} ({step * oc.batch / 1000:.3f} kimg); "
+                    f"target {rc.kimg} kimg")
+        display.message(f"run folder: {run}")
+
+    # ---- Fixed grid latents, reals grid ------------------------------------------------------------------------
+    n_grid = rc.grid_samples
+    grid_z = z_from_seeds(range(n_grid), task.z_dim).to(device)
+    grid_c = (torch.arange(n_grid) % task.num_classes).to(device) if task.num_classes else None
+    grid_cols = task.num_classes if task.num_classes else None
+    if dist.is_main and not (run / "samples" / "reals.png").exists():
+        save_grid(data.images[sampler.indices(0, min(n_grid, len(data)))], run / "samples" / "reals.png",
+                  grid_cols)
+
+    def write_samples(tag: str) -> None:
+        with torch.no_grad():  # each cell has its own seed; with classes, column k shows class k
+            fakes = [G_ema(grid_z[i:i + 64], None if grid_c is None else grid_c[i:i + 64])
+                     for i in range(0, n_grid, 64)]
+        save_grid(to_uint8(torch.cat(fakes)), run / "samples" / f"fakes{tag}.png", grid_cols)
+
+    def write_checkpoint_and_snapshot(nimg: int, snapshot: bool, checkpoint: bool, elapsed: float) -> None:
+        for name, m in (("G", G), ("D", D)):
+            bad = [n for n, p in m.named_parameters() if not torch.isfinite(p).all()]
+            if bad:
+                raise TrainingDiverged(f"{name} weights {bad[:3]} became non-finite at step {step}; "
+                                       "not writing a checkpoint (the previous one is intact).")
+        if snapshot:
+            meta = _snapshot_meta(cfg, task, data, step, nimg)
+            ckpt.save_snapshot(snap_dir, f"step{step:09d}", G_ema.state_dict(), meta)
+            ckpt.save_snapshot(snap_dir, "latest", G_ema.state_dict(), meta)
+        if checkpoint:
+            state = {"step": step, "elapsed_s": elapsed, "dataset_fingerprint": data.fingerprint(),
+                     "config_json": cfg.to_json(), "ganforge_version": __version__,
+                     "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                     "torch_rng": torch.get_rng_state()}
+            for name, opt in opts.items():
+                state[f"opt_{name}"] = opt.state_dict()
+                state[f"scaler_{name}"] = scalers[name].state_dict()
+            ckpt.save_checkpoint(ckpt_dir, step, state, keep=rc.keep_checkpoints)
+
+    # ---- Main loop ---------------------------------------------------------------------------------------------
+    total_steps = max(1, round(rc.kimg * 1000 / oc.batch))
+    tick_every, sample_every = _every(rc.tick_kimg, oc.batch), _every(rc.sample_every_kimg, oc.batch)
+    snap_every, ckpt_every = _every(rc.snapshot_every_kimg, oc.batch), _every(rc.checkpoint_every_kimg, oc.batch)
+    acc = StatsAccumulator()
+    t_start = t_tick = time.perf_counter()
+    data_time, tick_start_step = 0.0, step
+    if step >= total_steps and dist.is_main:
+        display.message(f"nothing to do: the run is already at {step * oc.batch / 1000:.3f} kimg >= {rc.kimg}")
+    try:
+        while step < total_steps:
+            # Randomness for this step is a pure function of (seed, rank, step).
+            gen = step_generator(rc.seed, dist.rank, step)
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+
+            # -- Fetch reals straight from the uint8 cache (no workers needed) --
+            t0 = time.perf_counter()
+            idx = sampler.indices(step * oc.batch + dist.rank * local_batch, local_batch)
+            x = images[torch.from_numpy(idx)] if images is not None else torch.from_numpy(data.images[idx])
+            x = x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)          # [N, C, H, W] in [-1, 1]
+            if cfg.data.xflip:
+                flip = (torch.rand(local_batch, generator=gen) < 0.5).to(device)
+                x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            x = x.contiguous(memory_format=mem_fmt)
+            c = labels[torch.from_numpy(idx)].to(device) if labels is not None else None
+            inp = StepInputs(real=x, c_real=c, gen=gen, step=step)
+            data_time += time.perf_counter() - t0
+
+            # -- Phases --
+            for phase in phases:
+                if step % phase.interval:
+                    continue
+                for name, m in task.modules.items():
+                    m.requires_grad_(name == phase.module)
+                opt, scaler = opts[phase.module], scalers[phase.module]
+                opt.zero_grad(set_to_none=True)
+                autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype and not phase.reg \
+                    else contextlib.nullcontext()
+                with autocast:
+                    losses = phase.loss(inp)
+                loss = losses["loss"]
+                if not torch.isfinite(loss):
+                    last = ckpt.list_checkpoints(ckpt_dir)
+                    where = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was written yet"
+                    raise TrainingDiverged(
+                        f"{phase.name} loss is {loss.item()} at step {step} ({step * oc.batch / 1000:.3f} kimg); "
+                        f"{where}. Try a lower learning rate (optim.d_lr / optim.g_lr), R1 "
+                        "(--r1-gamma), or another loss (--loss hinge), then --resume or start again.")
+                scaler.scale(loss).backward()
+                all_reduce_grads([p for p in task.modules[phase.module].parameters()], dist)
+                scaler.step(opt)
+                scaler.update()
+                for name, v in losses.items():
+                    if name != "loss":
+                        acc.add(f"loss/{name}", float(v.detach()))
+            for m in task.modules.values():
+                m.requires_grad_(False)
+
+            # -- G EMA with a half-life in kimg (Karras et al. 2018, Yazici et al. 2019) --
+            nimg = (step + 1) * oc.batch
+            with torch.no_grad():
+                if cfg.optim.ema_kimg > 0:
+                    ema_nimg = cfg.optim.ema_kimg * 1000
+                    if cfg.optim.ema_rampup is not None:
+                        ema_nimg = min(ema_nimg, nimg * cfg.optim.ema_rampup)
+                    beta = 0.5 ** (oc.batch / max(ema_nimg, 1e-8))
+                    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+                        p_ema.lerp_(p, 1 - beta)
+                else:
+                    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+                        p_ema.copy_(p)
+                for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+                    b_ema.copy_(b)
+            step += 1
+
+            # -- Tick: stats record and progress --
+            done = step >= total_steps
+            if step % tick_every == 0 or done:
+                now = time.perf_counter()
+                means = all_reduce_mean(acc.means(), dist)
+                n_steps = step - tick_start_step
+                dt = now - t_tick
+                record = {"step": step, "kimg": nimg / 1000, "time_s": elapsed_before + now - t_start,
+                          **means,
+                          "timing/img_per_s": n_steps * oc.batch / dt if dt > 0 else 0.0,
+                          "timing/sec_per_kimg": dt / (n_steps * oc.batch / 1000),
+                          "timing/data_share": data_time / dt if dt > 0 else 0.0}
+                if use_cuda:
+                    record["memory/peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                if dist.is_main:
+                    log.stats(record)
+                    display.update(record)
+                    if tb:
+                        tb.write(record)
+                acc.reset()
+                t_tick, tick_start_step, data_time = now, step, 0.0
+                if rc.minutes is not None and not done:  # every rank must agree to stop
+                    over = float(record["time_s"] > rc.minutes * 60)
+                    done = all_reduce_mean({"stop": over}, dist)["stop"] > 0
+                    if done and dist.is_main:
+                        log.log(f"time budget of {rc.minutes} min reached at {nimg / 1000:.3f} kimg")
+
+            # -- Samples, snapshots, checkpoints (rank 0 writes; all ranks wait) --
+            if dist.is_main and (step % sample_every == 0 or done):
+                write_samples(f"{step:09d}")
+            want_snap, want_ckpt = step % snap_every == 0 or done, step % ckpt_every == 0 or done
+            if dist.is_main and (want_snap or want_ckpt):
+                write_checkpoint_and_snapshot(nimg, want_snap, want_ckpt,
+                                              elapsed_before + time.perf_counter() - t_start)
+            if want_snap or want_ckpt:
+                barrier(dist)
+            if done:
+                break
+    except TrainingDiverged as exc:
+        if dist.is_main:
+            log.log(f"stopped: {exc}")
+        raise
+    finally:
+        display.close()
+        if tb:
+            tb.close()
+    if not params_in_sync([G, D, G_ema], dist):
+        raise RuntimeError("parameters differ between processes; this is a bug in ganforge, please report it")
+    if dist.is_main:
+        if dist.world_size > 1:
+            log.log(f"parameters identical across ranks ({dist.world_size} processes)")
+        log.log(f"finished at step {step} ({step * oc.batch / 1000:.3f} kimg)")
+        display.message(f"done: {run}/snapshots/latest")
+    return run
+
+
+def load_run_config(run: str | Path) -> TrainConfig:
+    path = Path(run).expanduser() / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: --resume takes a run folder such as runs/00003-shapes-dcgan-32")
+    return TrainConfig.model_validate(json.loads(path.read_text()))

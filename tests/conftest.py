@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# Tests are small; two threads is the CI machine and keeps results reproducible.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_class_folder(root: Path, n_per_class: int = 16, size: int = 20, classes=("disc", "square", "bar")) -> Path:
+    """Tiny labelled dataset: one simple shape per class, random colours and positions."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            img = np.zeros((size, size, 3), np.uint8) + rng.integers(0, 80, 3, dtype=np.uint8)
+            cy, cx = rng.integers(6, size - 6, 2)
+            yy, xx = np.mgrid[:size, :size]
+            if k == 0:
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 16
+            elif k == 1:
+                mask = (abs(yy - cy) < 4) & (abs(xx - cx) < 4)
+            else:
+                mask = abs(xx - cx) < 2
+            img[mask] = rng.integers(150, 256, 3, dtype=np.uint8)
+            Image.fromarray(img).save(d / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def class_folder(tmp_path: Path) -> Path:
+    return make_class_folder(tmp_path / "data")
+
+
+def tiny_overrides(source: str, out: Path, kimg: float, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A config small enough to train a few steps in about a second on CPU."""
+    base = {
+        "data": {"source": source, "resolution": 16},
+        "model": {"z_dim": 16, "g_width": 8, "d_width": 8, "max_width": 32},
+        "optim": {"batch": 8},
+        "run": {"kimg": kimg, "out": str(out), "tick_kimg": 0.008, "sample_every_kimg": 0.032,
+                "snapshot_every_kimg": 0.032, "checkpoint_every_kimg": 0.032, "grid_samples": 16},
+    }
+    for s, f in sections.items():
+        base[s] = {**base.get(s, {}), **f}
+    return base
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+PYTHON = sys.executable

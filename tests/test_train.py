@@ -1,0 +1,240 @@
+"""End-to-end training: run folder contract, exact resume, kill safety, NaN guard, snapshots."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganforge
+from ganforge.config import resolve_config
+from ganforge.tasks.gan import GanTask
+from ganforge.train import checkpoint as ckpt
+from ganforge.train.loop import TrainingDiverged, train
+from ganforge.train.rundir import read_jsonl
+from tests.conftest import PYTHON, python_env, tiny_overrides
+
+
+def _cfg(source, out, kimg, preset="dcgan-32", **sections):
+    return resolve_config(preset, tiny_overrides(str(source), out, kimg, **sections))
+
+
+def _losses(run: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k.startswith("loss/") or k in ("step", "kimg")}
+            for r in read_jsonl(run / "stats.jsonl")]
+
+
+def test_run_folder_contract(class_folder, tmp_path):
+    run = train(_cfg(class_folder, tmp_path / "runs", 0.064), progress=False)
+    assert run.name == "00000-data-dcgan-32"
+    assert json.loads((run / "config.json").read_text())["run"]["kimg"] == 0.064
+    stats = read_jsonl(run / "stats.jsonl")
+    assert [r["step"] for r in stats] == list(range(1, 9))
+    assert all({"loss/D_adv", "loss/G_adv", "timing/img_per_s", "timing/data_share"} <= r.keys() for r in stats)
+    assert (run / "samples" / "reals.png").exists()
+    assert sorted(p.name for p in (run / "samples").glob("fakes*.png")) == ["fakes000000004.png", "fakes000000008.png"]
+    assert {p.name for p in (run / "snapshots").iterdir()} >= {"latest.safetensors", "latest.json",
+                                                               "step000000008.safetensors"}
+    assert [s for s, _ in ckpt.list_checkpoints(run / "checkpoints")] == [4, 8]  # keep_checkpoints=2
+    meta = json.loads((run / "snapshots" / "latest.json").read_text())
+    assert meta["dataset"]["fingerprint"] and meta["ganforge_version"] == ganforge.__version__
+    assert meta["net_config"]["resolution"] == 16 and meta["task"] == "gan"
+    assert "new run" in (run / "log.txt").read_text()
+    # A second run gets the next number.
+    run2 = train(_cfg(class_folder, tmp_path / "runs", 0.008), progress=False)
+    assert run2.name.startswith("00001-")
+
+
+@pytest.mark.parametrize("preset,extra", [
+    ("dcgan-32", {"loss": {"r1_gamma": 1.0, "r1_every_steps": 3, "diffaugment": "color,translation,cutout"}}),
+    ("sngan-cond-32", {"optim": {"d_steps": 2}}),
+    ("acgan-32", {}),
+    ("wgan-gp-32", {}),
+])
+def test_resume_is_exact(class_folder, tmp_path, preset, extra):
+    """Losses after a resume equal those of an uninterrupted run, step for step, and so do the weights."""
+    full = train(_cfg(class_folder, tmp_path / "a", 0.096, preset, **extra), progress=False)
+    part = train(_cfg(class_folder, tmp_path / "b", 0.048, preset, **extra), progress=False)
+    resumed = train(_cfg(class_folder, tmp_path / "b", 0.096, preset, **extra), resume=part, progress=False)
+    assert resumed == part
+    assert _losses(resumed) == _losses(full)
+    a = ckpt.load_latest_checkpoint(full / "checkpoints")[1]
+    b = ckpt.load_latest_checkpoint(resumed / "checkpoints")[1]
+    for k, v in a["G_ema"].items():
+        assert torch.equal(v, b["G_ema"][k]), k
+    assert "resumed from ckpt-000000006.pt" in (resumed / "log.txt").read_text()
+
+
+def test_kill_mid_run_then_resume(class_folder, tmp_path):
+    """SIGKILL at an arbitrary moment (possibly mid-write); --resume finishes with the uninterrupted losses."""
+    args = ["--data", str(class_folder), "--preset", "dcgan-32", "--resolution", "16", "--batch", "8",
+            "--set", "model.z_dim=16", "--set", "model.g_width=8", "--set", "model.d_width=8",
+            "--set", "model.max_width=32", "--set", "run.tick_kimg=0.008",
+            "--set", "run.checkpoint_every_kimg=0.008", "--set", "run.snapshot_every_kimg=0.008",
+            "--set", "run.sample_every_kimg=1", "--no-progress"]
+    cmd = [PYTHON, "-m", "ganforge", "train", *args]
+    ref = subprocess.run(cmd + ["--kimg", "0.4", "--out", str(tmp_path / "ref")], env=python_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    proc = subprocess.Popen(cmd + ["--kimg", "0.4", "--out", str(tmp_path / "k")], env=python_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = list((tmp_path / "k").glob("0*"))
+        if runs and len(ckpt.list_checkpoints(runs[0] / "checkpoints")) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = next((tmp_path / "k").glob("0*"))
+    done = subprocess.run([PYTHON, "-m", "ganforge", "train", "--resume", str(run), "--kimg", "0.4", "--no-progress"],
+                          env=python_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ref_run = next((tmp_path / "ref").glob("0*"))
+    assert _losses(run) == _losses(ref_run)
+    assert not list(run.rglob("*.tmp")) or all(p.name.startswith(".") for p in run.rglob("*.tmp"))
+
+
+def test_nan_guard_keeps_last_checkpoint(class_folder, tmp_path, monkeypatch):
+    original = GanTask.g_main
+
+    def poisoned(self, inp):
+        out = original(self, inp)
+        if inp.step >= 5:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(GanTask, "g_main", poisoned)
+    cfg = _cfg(class_folder, tmp_path, 0.08, run={"checkpoint_every_kimg": 0.016})
+    with pytest.raises(TrainingDiverged, match=r"G loss is nan at step 5 .*ckpt-000000004\.pt.*learning rate"):
+        train(cfg, progress=False)
+    run = next(tmp_path.glob("0*"))
+    assert [s for s, _ in ckpt.list_checkpoints(run / "checkpoints")] == [2, 4]
+    assert ckpt.load_latest_checkpoint(run / "checkpoints")[1]["step"] == 4
+    assert "stopped: G loss is nan" in (run / "log.txt").read_text()
+
+
+def test_atomic_write_interrupted_keeps_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "ckpt.bin"
+    ckpt.atomic_write_bytes(target, b"old")
+
+    def boom(fd):
+        raise KeyboardInterrupt  # a kill between write and rename
+
+    monkeypatch.setattr(ckpt.os, "fsync", boom)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.atomic_write_bytes(target, b"new" * 1000)
+    assert target.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_disk_full_is_a_clear_error_and_keeps_checkpoints(tmp_path, monkeypatch):
+    folder = tmp_path / "checkpoints"
+    ckpt.save_checkpoint(folder, 1, {"w": torch.ones(3)}, keep=2)
+    import errno
+    import os
+
+    real_fdopen = os.fdopen
+
+    class FullFile:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "fdopen", lambda fd, mode: FullFile(real_fdopen(fd, mode)))
+    with pytest.raises(ckpt.CheckpointError, match="disk full while writing .*ckpt-000000002.pt.*--resume"):
+        ckpt.save_checkpoint(folder, 2, {"w": torch.zeros(3)}, keep=2)
+    monkeypatch.undo()
+    assert [s for s, _ in ckpt.list_checkpoints(folder)] == [1]
+    assert torch.equal(ckpt.load_latest_checkpoint(folder)[1]["w"], torch.ones(3))
+    assert len(list(folder.iterdir())) == 1  # no temp file left behind
+
+
+def test_corrupt_newest_checkpoint_falls_back(tmp_path):
+    folder = tmp_path / "checkpoints"
+    ckpt.save_checkpoint(folder, 1, {"step": 1}, keep=5)
+    ckpt.save_checkpoint(folder, 2, {"step": 2}, keep=5)
+    p2 = ckpt.checkpoint_path(folder, 2)
+    p2.write_bytes(p2.read_bytes()[:20])  # torn by a disk error
+    (folder / ".ckpt-000000003.pt.x.tmp").write_bytes(b"partial")  # a kill mid-write
+    warnings = []
+    path, state = ckpt.load_latest_checkpoint(folder, warn=warnings.append)
+    assert state["step"] == 1 and path.name == "ckpt-000000001.pt"
+    assert "ckpt-000000002.pt" in warnings[0]
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_checkpoint_loading_never_unpickles(tmp_path):
+    path = tmp_path / "ckpt-000000001.pt"
+    torch.save({"step": 1, "payload": Evil()}, path)
+    with pytest.raises(ckpt.CheckpointError, match="cannot read checkpoint"):
+        ckpt.load_checkpoint(path)
+
+
+def test_snapshot_load_and_generate(class_folder, tmp_path):
+    run = train(_cfg(class_folder, tmp_path, 0.032, "sngan-cond-32"), progress=False)
+    for name in ("snapshots/latest", "snapshots/latest.safetensors", "snapshots/latest.json", ""):
+        G = ganforge.load(str(run / name))
+        assert G.num_classes == 3 and G.class_names == ["bar", "disc", "square"]
+    a = G.generate([0, 1, 2], labels=1)
+    assert a.shape == (3, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
+    # A seed's image does not depend on its batch (up to float reordering in batched convs).
+    assert torch.allclose(G.generate([1], labels=1), a[1:2], atol=1e-5)
+    assert not torch.allclose(G.generate([1], labels=2), a[1:2], atol=1e-3)
+    with pytest.raises(ValueError, match="class-conditional"):
+        G.generate([0])
+    with pytest.raises(ValueError, match=r"class 7 out of range: valid classes are 0\.\.2"):
+        G.generate([0], labels=7)
+    walk = G.interpolate(0, 7, frames=5, labels=0)
+    assert walk.shape[0] == 5 and torch.allclose(walk[0], G.generate([0], labels=0)[0], atol=1e-5)
+    with pytest.raises(ckpt.CheckpointError, match="missing"):
+        ganforge.load(str(run / "snapshots" / "nope"))
+
+
+def test_resume_refuses_changed_data(class_folder, tmp_path):
+    run = train(_cfg(class_folder, tmp_path, 0.016), progress=False)
+    from PIL import Image
+    Image.new("RGB", (20, 20), "white").save(class_folder / "disc" / "000.png")
+    with pytest.raises(ValueError, match="changed since this run started"):
+        train(_cfg(class_folder, tmp_path, 0.032), resume=run, progress=False)
+
+
+def test_cond_needs_labels(tmp_path, class_folder):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in list((class_folder / "disc").iterdir())[:8]:
+        p.rename(flat / p.name)
+    with pytest.raises(ValueError, match="needs class labels"):
+        train(_cfg(flat, tmp_path / "r", 0.016, "sngan-cond-32"), progress=False)
+
+
+def test_two_process_gloo_training(class_folder, tmp_path):
+    """torchrun with 2 CPU processes (gloo): trains, and both ranks end with identical weights."""
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "ganforge",
+           "train", "--data", str(class_folder), "--preset", "dcgan-32", "--resolution", "16", "--batch", "8",
+           "--kimg", "0.048", "--out", str(tmp_path), "--set", "model.g_width=8", "--set", "model.d_width=8",
+           "--set", "model.max_width=32", "--set", "model.z_dim=16", "--set", "run.tick_kimg=0.008",
+           "--no-progress"]
+    res = subprocess.run(cmd, env=python_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = next(tmp_path.glob("0*"))
+    log = (run / "log.txt").read_text()
+    assert "2 processes" in log and "parameters identical across ranks" in log
+    assert [r["step"] for r in read_jsonl(run / "stats.jsonl")] == list(range(1, 7))
