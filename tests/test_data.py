@@ -199,11 +199,21 @@ def test_bad_files_are_skipped_with_reasons(tmp_path):
     assert any("truncated.png: truncated" in line for line in ds.report.summary_lines())
 
 
-def test_pixel_limit_from_header(tmp_path):
+def test_refuses_to_run_with_load_truncated_images(tmp_path, monkeypatch):
+    save(tmp_path / "t" / "a.png", noise())
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(DatasetError, match="LOAD_TRUNCATED_IMAGES"):
+        load_dataset(tmp_path / "t", resolution=8)
+
+
+def test_pixel_limit_from_header(tmp_path, monkeypatch):
     save(tmp_path / "p" / "big.png", noise((40, 40)))
     save(tmp_path / "p" / "small.png", noise((8, 8)))
     ds = load_dataset(tmp_path / "p", resolution=8, max_pixels=100)
     assert len(ds) == 1 and "too large (40x40" in ds.report.skipped[0].reason
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL's own guard: 40x40 is over twice its limit
+    ds = load_dataset(tmp_path / "p", resolution=8)
+    assert len(ds) == 1 and "decompression bomb" in ds.report.skipped[0].reason
 
 
 def test_empty_and_all_bad_sources_raise(tmp_path):

@@ -90,8 +90,7 @@ def _fashion_folder(split: str, location: str | None) -> Path:
         folder = Path(explicit).expanduser()
         if not complete(folder):
             raise DatasetError(
-                f"Fashion-MNIST folder {folder} lacks {' and '.join(names)} for split {split!r}; "
-                f"{_FASHION_HELP}"
+                f"Fashion-MNIST folder {folder} lacks {' and '.join(names)} for split {split!r}; {_FASHION_HELP}"
             )
         return folder
     cached = cache_dir() / "fashion-mnist"
@@ -137,15 +136,11 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read ({exc}); delete it and restore the official file") from exc
     header = 4 + 4 * ndim
     if len(data) < header or int.from_bytes(data[:4], "big") != magic:
-        raise DatasetError(
-            f"{path}: not an IDX file with magic {magic:#010x}; delete it and restore the official file"
-        )
+        raise DatasetError(f"{path}: not an IDX file with magic {magic:#010x}; delete it and restore the official file")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     body = np.frombuffer(data, dtype=np.uint8, offset=header)
     if body.size != int(np.prod(dims)):
-        raise DatasetError(
-            f"{path}: holds {body.size} bytes of data, its header promises {dims}; the file is damaged"
-        )
+        raise DatasetError(f"{path}: holds {body.size} bytes of data, its header promises {dims}; the file is damaged")
     return body.reshape(dims)
 
 
@@ -173,9 +168,7 @@ def digits(split: str, location: str | None = None) -> Arrays:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
-        raise DatasetError(
-            "built-in dataset 'digits' needs scikit-learn: `pip install scikit-learn`"
-        ) from exc
+        raise DatasetError("built-in dataset 'digits' needs scikit-learn: `pip install scikit-learn`") from exc
     bunch = load_digits()
     images = np.round(bunch.images * (255 / 16)).astype(np.uint8)  # [1797, 8, 8], 0..16 -> 0..255
     labels = bunch.target.astype(np.int64)

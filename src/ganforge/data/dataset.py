@@ -128,9 +128,7 @@ class ImageDataset:
                 f"got {self.images.dtype} {list(self.images.shape)}"
             )
         if self.labels is not None and self.labels.shape != (len(self.images),):
-            raise ValueError(
-                f"ImageDataset.labels must be int64 [{len(self.images)}], got {list(self.labels.shape)}"
-            )
+            raise ValueError(f"ImageDataset.labels must be int64 [{len(self.images)}], got {list(self.labels.shape)}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -223,15 +221,13 @@ def load_dataset(
     return _load_files(path, resolution, channels, resize, max_images, use_labels, split, seed, max_pixels)
 
 
-def inspect_source(
-    source: str | Path, split: Split = "train", *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> IntakeReport:
+def inspect_source(source: str | Path, split: Split = "train", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> IntakeReport:
     """Scan a source and fully decode every image file, without resizing or caching.
 
     Reports counts, original sizes, PIL modes, classes and the unreadable files (with reasons).
     Used by `ganforge dataset inspect`. Only a missing or unusable source raises `DatasetError`.
     """
-    _check_args(8, None, "crop", None, split, max_pixels)
+    _check_split_and_limit(split, max_pixels)
     builtin = _parse_builtin(source)
     if builtin is not None:
         name, location = builtin
@@ -245,9 +241,7 @@ def inspect_source(
     _report_listing(report, listing)
     class_names, class_of = _assign_classes(listing.images, None, path, report.notes)
     with contextlib.closing(_open_reader(listing)) as reader:
-        probes = _parallel_map(
-            lambda e: _probe(reader, e, _pixel_limit(max_pixels), decode=True), listing.images
-        )
+        probes = _parallel_map(lambda e: _probe(reader, e, _pixel_limit(max_pixels), decode=True), listing.images)
     for i, (entry, probe) in enumerate(zip(listing.images, probes, strict=True)):
         if probe.error is not None:
             report.skipped.append(SkippedFile(entry.rel, probe.error))
@@ -267,6 +261,10 @@ def _check_args(
         raise DatasetError(f"resize must be one of {', '.join(_RESIZE_MODES)}, got {resize!r}")
     if max_images is not None and (not isinstance(max_images, (int, np.integer)) or max_images < 1):
         raise DatasetError(f"max_images must be a positive integer or None, got {max_images!r}")
+    _check_split_and_limit(split, max_pixels)
+
+
+def _check_split_and_limit(split: str, max_pixels: int) -> None:
     if split not in ("train", "test"):
         raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
     if max_pixels < 1:
@@ -348,24 +346,9 @@ def _load_files(
         rows = [i for i, p in enumerate(probes) if p.error is None]
         if channels is None:
             channels = 1 if all(probes[i].mode in _GRAY_MODES for i in rows) else 3
-        shape = (len(rows), channels, resolution, resolution)  # [N, C, H, W]
-        if rows:
-
-            def decode_into(out: np.ndarray) -> list[str | None]:
-                return _parallel_map(
-                    lambda k: _decode(reader, entries[rows[k]], out[k], limit, resize), range(len(rows))
-                )
-
-            if int(np.prod(shape)) > _memory_limit_bytes():
-                key = _cache_key(listing, [entries[i] for i in rows], shape, resize, limit)
-                images, errors = _decode_to_memmap(decode_into, shape, name, key)
-            else:
-                images = np.empty(shape, dtype=np.uint8)
-                errors = decode_into(images)
-                if any(e is not None for e in errors):
-                    images = images[[e is None for e in errors]]
-        else:
-            errors = []
+        # Pass 2: decode and preprocess into [N, C, R, R].
+        shape = (len(rows), channels, resolution, resolution)
+        images, errors = _decode_all(reader, listing, [entries[i] for i in rows], shape, resize, limit, name)
 
     # Report, in file order: header failures and decode failures are both "skipped".
     decode_error = dict(zip(rows, errors, strict=True))
@@ -396,6 +379,31 @@ def _load_files(
         channels=channels,
         report=report,
     )
+
+
+def _decode_all(
+    reader: _FolderReader | _ZipReader,
+    listing: _Listing,
+    entries: list[_Entry],
+    shape: tuple[int, int, int, int],  # [N, C, R, R], N == len(entries)
+    resize: ResizeMode,
+    max_pixels: int,
+    name: str,
+) -> tuple[np.ndarray, list[str | None]]:
+    # Returns the images of the files that decoded, and per entry None or the reason it failed.
+    def decode_into(out: np.ndarray) -> list[str | None]:
+        return _parallel_map(lambda k: _decode(reader, entries[k], out[k], max_pixels, resize), range(len(out)))
+
+    if not entries:
+        return np.empty(shape, dtype=np.uint8), []
+    if int(np.prod(shape)) > _memory_limit_bytes():
+        key = _cache_key(listing, entries, shape, resize, max_pixels)
+        return _decode_to_memmap(decode_into, shape, name, key)
+    images = np.empty(shape, dtype=np.uint8)
+    errors = decode_into(images)
+    if any(e is not None for e in errors):
+        images = images[[e is None for e in errors]]
+    return images, errors
 
 
 def _report_listing(report: IntakeReport, listing: _Listing) -> None:
@@ -561,7 +569,8 @@ class _FolderReader:
 
 
 class _ZipReader:
-    """Opens archive members from any thread; each thread gets its own ZipFile handle (and file position)."""
+    # Opens archive members from any thread: each thread gets its own ZipFile handle, as a handle has one
+    # file position.
 
     def __init__(self, path: Path):
         self._path = path
@@ -593,7 +602,7 @@ def _open_reader(listing: _Listing) -> _FolderReader | _ZipReader:
 def _assign_classes(
     entries: list[_Entry], use_labels: bool | None, path: Path, notes: list[str]
 ) -> tuple[list[str], list[int] | None]:
-    """Returns (class_names, class index per entry) or ([], None) when unlabeled."""
+    # Returns (class_names, class index per entry), or ([], None) when unlabeled.
     folders = sorted({_top(e) for e in entries if "/" in e.rel})
     top_level = sum("/" not in e.rel for e in entries)
     if folders and top_level:
@@ -675,7 +684,7 @@ def _probe(reader: _FolderReader | _ZipReader, entry: _Entry, max_pixels: int, d
 def _decode(
     reader: _FolderReader | _ZipReader, entry: _Entry, out: np.ndarray, max_pixels: int, resize: ResizeMode
 ) -> str | None:
-    """Decode one file into `out` ([C, R, R] uint8); returns None, or the reason to skip the file."""
+    # Decodes one file into out (uint8 [C, R, R]); returns None, or the reason to skip the file.
     channels, resolution = out.shape[0], out.shape[1]
     try:
         image = _open_checked(reader, entry, max_pixels, decode=True)
@@ -689,7 +698,7 @@ def _decode(
 
 
 def _standard_mode(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> L, LA, RGB or RGBA."""
+    # Any PIL mode -> L, LA, RGB or RGBA.
     mode = image.mode
     if "transparency" in image.info and mode in ("L", "RGB", "P"):
         return image.convert("LA" if mode == "L" else "RGBA")
