@@ -238,3 +238,15 @@ def test_two_process_gloo_training(class_folder, tmp_path):
     log = (run / "log.txt").read_text()
     assert "2 processes" in log and "parameters identical across ranks" in log
     assert [r["step"] for r in read_jsonl(run / "stats.jsonl")] == list(range(1, 7))
+
+
+def test_tensorboard_mirrors_stats(class_folder, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(_cfg(class_folder, tmp_path, 0.032, run={"tensorboard": True}), progress=False)
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    stats = read_jsonl(run / "stats.jsonl")
+    events = acc.Scalars("loss/G_adv")
+    assert [e.step for e in events] == [int(r["kimg"] * 1000) for r in stats]
+    assert [e.value for e in events] == pytest.approx([r["loss/G_adv"] for r in stats], rel=1e-6)

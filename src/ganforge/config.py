@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,14 +22,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def check_resolution(resolution: int) -> int:
-    """Resolutions are r0 * 2**n with r0 in 4..7 and n >= 1 (8, 16, 28, 32, 48, 64, 128, ...)."""
-    r, n = resolution, 0
-    while r > 7 and r % 2 == 0:
-        r, n = r // 2, n + 1
-    if not (4 <= r <= 7 and n >= 1):
-        raise ValueError(f"must be r0*2^n with r0 in 4..7, e.g. 8, 16, 28, 32, 64, 128; got {resolution}")
-    return resolution
+def resolution_plan(resolution: int) -> tuple[int, int]:
+    """Split ``resolution`` into ``(r0, n)`` with ``resolution == r0 * 2**n``, ``r0`` in 4..7 and ``n >= 1``.
+
+    Generators start at ``r0 x r0`` and upsample ``n`` times; discriminators downsample ``n`` times.
+    Raises ValueError for any other resolution (e.g. 30, 4, 9).
+    """
+    error = ValueError(f"resolution must be r0*2^n with r0 in 4..7, e.g. 8, 16, 28, 32, 64, 128; got {resolution!r}")
+    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral):
+        raise error
+    r0, n = int(resolution), 0
+    while r0 > 7 and r0 % 2 == 0:
+        r0, n = r0 // 2, n + 1
+    if not (4 <= r0 <= 7) or n < 1:
+        raise error
+    return r0, n
 
 
 class DataConfig(_Strict):
@@ -43,7 +51,8 @@ class DataConfig(_Strict):
     @field_validator("resolution")
     @classmethod
     def _check_resolution(cls, v: int) -> int:
-        return check_resolution(v)
+        resolution_plan(v)
+        return v
 
 
 class ModelConfig(_Strict):
@@ -193,7 +202,7 @@ def format_validation_error(err: ValidationError) -> str:
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "config"
         got = e.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        got_s = "" if isinstance(got, dict) or "got " in e["msg"] else f" (got {got!r})"
         lines.append(f"  {field}: {e['msg']}{got_s}")
     return "invalid config:\n" + "\n".join(lines)
 

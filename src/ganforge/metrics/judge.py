@@ -33,7 +33,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, e
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps = epochs * (n // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    x_all, y_all = torch.from_numpy(np.asarray(images)), torch.from_numpy(np.asarray(labels))
+    x_all, y_all = torch.as_tensor(np.array(images)), torch.as_tensor(np.array(labels))  # writable copies
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for epoch in range(epochs):
@@ -50,7 +50,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, e
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
         log(f"judge epoch {epoch + 1}/{epochs}: loss {total / max(1, n // batch):.4f} "
             f"({time.perf_counter() - t0:.0f} s)")
     return net.eval()

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
-
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-R0_MIN, R0_MAX = 4, 7  # smallest feature map of a generator/discriminator, in pixels
+from ganforge.config import resolution_plan  # torch-free, shared with config validation
 
-
-def resolution_plan(resolution: int) -> tuple[int, int]:
-    """Split ``resolution`` into ``(r0, n)`` with ``resolution == r0 * 2**n``, ``r0`` in 4..7 and ``n >= 1``.
-
-    Generators start at ``r0 x r0`` and upsample ``n`` times; discriminators downsample ``n`` times.
-    Raises ValueError for any other resolution (e.g. 30, 4, 9).
-    """
-    error = ValueError(
-        f"resolution must be r0*2^n with r0 in 4..7, e.g. 8, 16, 28, 32, 64, 128; got {resolution!r}"
-    )
-    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral):
-        raise error
-    r0, n = int(resolution), 0
-    while r0 > R0_MAX and r0 % 2 == 0:
-        r0, n = r0 // 2, n + 1
-    if not (R0_MIN <= r0 <= R0_MAX) or n < 1:
-        raise error
-    return r0, n
-
+__all__ = ["ConditionalBatchNorm2d", "channels_at", "check_labels", "resolution_plan", "sn"]
 
 def channels_at(level: int, width: int, max_width: int) -> int:
     """Channels at ``level`` (0 = full resolution, +1 per halving): ``min(width * 2**level, max_width)``."""
