@@ -69,7 +69,7 @@ def stage_judge(epochs: int) -> None:
     acc = accuracy(net, test.images, test.labels)
     save_judge(net, RESULTS, JUDGE.name, {"dataset": train_set.describe(), "test_accuracy": acc,
                                           "recipe": f"bench/quality_fmnist.py judge --epochs {epochs}"})
-    write("judge-fashion-mnist", {"bench": "judge", "test_accuracy": round(acc, 4), "epochs": epochs,
+    write("judge-quality", {"bench": "judge", "test_accuracy": round(acc, 4), "epochs": epochs,
                                   "train_seconds": round(secs, 1), "params": sum(p.numel() for p in net.parameters())})
 
 

@@ -32,16 +32,21 @@ from ganforge.train.loop import train
 from ganforge.train.rundir import read_jsonl
 
 
-def matmul_peak(n: int = 2048, seconds: float = 4.0) -> float:
-    """Best float32 FLOP/s over repeated n x n matmuls."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, seconds: float = 4.0, device: str = "cpu", dtype=torch.float32) -> float:
+    """Best FLOP/s over repeated n x n matmuls (float32 on CPU; the training step's AMP dtype on CUDA)."""
+    if device == "cuda":
+        n = 8192
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(3):
         a @ b
+    sync()
     best, t_end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < t_end:
         t0 = time.perf_counter()
         for _ in range(4):
             a @ b
+        sync()
         best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t0))
     return best
 
@@ -68,6 +73,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--kimg", type=float, default=6.4, help="training length measured (after warm-up)")
     ap.add_argument("--set", action="append", default=[], help="extra overrides SECTION.FIELD=VALUE")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "off"], help="CUDA only")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
 
@@ -78,14 +85,17 @@ def main() -> None:
         cfg = resolve_config(args.preset, deep_merge({
             "data": {"source": args.data}, "optim": {"batch": args.batch},
             "run": {"kimg": args.kimg, "out": tmp, "tick_kimg": tick, "sample_every_kimg": 1e4,
-                    "snapshot_every_kimg": 1e4, "checkpoint_every_kimg": 1e4}}, parse_set(args.set)))
+                    "snapshot_every_kimg": 1e4, "checkpoint_every_kimg": 1e4, "device": args.device,
+                    **({"amp": args.amp} if args.device == "cuda" else {})}}, parse_set(args.set)))
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp) if args.device == "cuda" else None
+        dtype = dtype or torch.float32
         data = load_dataset(cfg.data.source, cfg.data.resolution, resize=cfg.data.resize)
         # The peak is measured before and after training and the higher value kept, so a burst of load
         # from another process on this shared machine cannot inflate the ratio.
-        peak = matmul_peak()
+        peak = matmul_peak(device=args.device, dtype=dtype)
         flops = step_flops(cfg, data)
         run = train(cfg, progress=False)
-        peak = max(peak, matmul_peak())
+        peak = max(peak, matmul_peak(device=args.device, dtype=dtype))
         stats = read_jsonl(run / "stats.jsonl")[1:-1]  # drop the warm-up tick and the final (with saving) tick
     ips = statistics.median(r["timing/img_per_s"] for r in stats)
     data_share = statistics.median(r["timing/data_share"] for r in stats)
@@ -96,12 +106,15 @@ def main() -> None:
         "img_per_s": round(ips, 1), "step_gflop": round(flops / 1e9, 3),
         "achieved_gflops": round(achieved / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
         "fraction_of_peak": round(achieved / peak, 3), "data_share": round(data_share, 4),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "amp": args.amp if args.device == "cuda" else "off", "peak_dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor()
         or platform.machine(), "cpu_count": __import__("os").cpu_count(), "ticks": len(stats),
     }
     print(json.dumps(result, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"train_speed-{args.preset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    suffix = "-cuda" if args.device == "cuda" else ""
+    (args.out / f"train_speed-{args.preset}{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

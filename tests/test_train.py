@@ -229,7 +229,8 @@ def test_two_process_gloo_training(class_folder, tmp_path):
     """torchrun with 2 CPU processes (gloo): trains, and both ranks end with identical weights."""
     cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "ganforge",
            "train", "--data", str(class_folder), "--preset", "dcgan-32", "--resolution", "16", "--batch", "8",
-           "--kimg", "0.048", "--out", str(tmp_path), "--set", "model.g_width=8", "--set", "model.d_width=8",
+           "--kimg", "0.048", "--out", str(tmp_path), "--device", "cpu",
+           "--set", "model.g_width=8", "--set", "model.d_width=8",
            "--set", "model.max_width=32", "--set", "model.z_dim=16", "--set", "run.tick_kimg=0.008",
            "--no-progress"]
     res = subprocess.run(cmd, env=python_env(), capture_output=True, text=True, timeout=300)

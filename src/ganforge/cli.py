@@ -127,11 +127,12 @@ def train(
 def presets() -> None:
     """List the named presets (the table lives in ganforge/config.py)."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from ganforge.config import PRESETS, resolve_config
 
-    table = Table("preset", "arch", "res", "cond", "loss", "lr G/D", "betas", "batch")
+    table = Table("arch", "res", "cond", "loss", "lr G/D", "betas", "batch")
+    table.columns.insert(0, Column("preset", no_wrap=True, min_width=max(map(len, PRESETS))))
     for name in PRESETS:
         c = resolve_config(name)
         table.add_row(name, c.model.arch, str(c.data.resolution), c.model.cond, c.loss.adversarial,
@@ -207,14 +208,14 @@ def dataset_inspect(
 
         report = inspect_source(source)
         if as_json:
-            from dataclasses import asdict
-
-            d = asdict(report)
-            d["sizes"] = {f"{w}x{h}": n for (w, h), n in report.sizes.items()}
-            typer.echo(json.dumps(d, indent=2, default=str))
+            typer.echo(json.dumps(report.to_dict(), indent=2))
         else:
             for line in report.summary_lines():
                 typer.echo(line)
+        if report.files_loaded == 0:
+            what = (f"{report.files_found} image files, none readable" if report.files_found else
+                    f"no image files (png, jpg, jpeg, webp, bmp, tif, tiff) among {report.other_files} other files")
+            _fail(f"{source} has no usable images ({what}); training on it would fail", 1)
     except _user_errors() as exc:
         _fail(str(exc), 1)
 

@@ -75,6 +75,15 @@ class IntakeReport:
     modes: Counter = field(default_factory=Counter)  # PIL mode before conversion -> count
     notes: list[str] = field(default_factory=list)  # decisions worth telling (labels off, split folder used)
 
+    def to_dict(self) -> dict:
+        """JSON-ready: sizes as "WxH" keys, skipped files as {path, reason}."""
+        return {"source": self.source, "files_found": self.files_found, "files_loaded": self.files_loaded,
+                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+                "other_files": self.other_files, "other_examples": list(self.other_examples),
+                "class_counts": dict(self.class_counts),
+                "sizes": {f"{w}x{h}": n for (w, h), n in self.sizes.most_common()},
+                "modes": dict(self.modes.most_common()), "notes": list(self.notes)}
+
     def summary_lines(self) -> list[str]:
         """Human-readable lines for the CLI and logs."""
         lines = [

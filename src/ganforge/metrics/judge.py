@@ -20,7 +20,9 @@ from ganforge.train.checkpoint import CheckpointError, load_snapshot_files, save
 
 def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [N, C, H, W] -> float [-1, 1]."""
-    return torch.as_tensor(np.asarray(images)).float().div(127.5).sub(1.0)
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.array(images))  # a copy: memmapped caches are read-only
+    return images.float().div(127.5).sub(1.0)
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int = 5,

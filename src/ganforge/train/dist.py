@@ -36,6 +36,11 @@ def init_distributed(device_type: str) -> DistInfo:
     if not torch_dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
+            if local_rank >= torch.cuda.device_count():
+                raise RuntimeError(
+                    f"process {local_rank} has no GPU: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                    "but torchrun started more processes per node. Use --nproc_per_node "
+                    f"{torch.cuda.device_count()}, or train on CPU processes with --device cpu.")
             torch.cuda.set_device(local_rank)
         torch_dist.init_process_group(backend=backend)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)

@@ -37,6 +37,8 @@ from ganforge.train.dist import (
 from ganforge.train.rundir import RunLog, create_run_dir, truncate_stats
 from ganforge.train.stats import ProgressDisplay, StatsAccumulator, TensorBoardMirror
 
+GPU_CACHE_MAX_BYTES = 2 * 2**30  # uint8 datasets up to this size live on the GPU during CUDA training
+
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN/inf. The last good checkpoint is untouched; the message says what to try."""
@@ -107,6 +109,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         with warnings.catch_warnings():  # the cache is read-only on purpose; we only ever index it
             warnings.simplefilter("ignore", UserWarning)
             images = torch.from_numpy(data.images)
+        # On CUDA a cache that fits comfortably moves to the GPU once: batches are then gathered there,
+        # with no per-step host-to-device copy (about a tenth of a small model's step time otherwise).
+        if use_cuda and data.images.nbytes <= GPU_CACHE_MAX_BYTES:
+            images = images.to(device)
     labels = torch.from_numpy(data.labels) if data.labels is not None else None
     sampler = EpochSampler(len(data), rc.seed)
 
@@ -219,7 +225,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             # -- Fetch reals straight from the uint8 cache (no workers needed) --
             t0 = time.perf_counter()
             idx = sampler.indices(step * oc.batch + dist.rank * local_batch, local_batch)
-            x = images[torch.from_numpy(idx)] if images is not None else torch.from_numpy(data.images[idx])
+            x = images[torch.from_numpy(idx).to(images.device)] if images is not None \
+                else torch.from_numpy(data.images[idx])
             x = x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)          # [N, C, H, W] in [-1, 1]
             if cfg.data.xflip:
                 flip = (torch.rand(local_batch, generator=gen) < 0.5).to(device)
