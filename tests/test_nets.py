@@ -144,10 +144,10 @@ def test_bad_resolution_and_shapes(arch):
 
 
 def test_registry_errors():
-    assert set(GENERATORS) == set(DISCRIMINATORS) == {"dcgan", "sngan"}
-    with pytest.raises(ValueError, match="valid: dcgan, sngan"):
-        build_generator("stylegan2")
-    with pytest.raises(ValueError, match="valid: dcgan, sngan"):
+    assert set(GENERATORS) == set(DISCRIMINATORS) == {"dcgan", "sngan", "stylegan2"}
+    with pytest.raises(ValueError, match="valid: dcgan, sngan, stylegan2"):
+        build_generator("biggan")
+    with pytest.raises(ValueError, match="valid: dcgan, sngan, stylegan2"):
         build_discriminator("patchgan")
 
 

@@ -35,6 +35,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DatasetError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError)
 
 
+def _aug_fields(aug: str | None) -> dict[str, str]:
+    """--aug ada | bgc-style ADA groups | DiffAugment op list -> the loss config fields it sets."""
+    if aug is None:
+        return {}
+    if aug == "ada":
+        return {"ada": "bgc"}
+    if aug and set(aug) <= set("bgc"):
+        return {"ada": aug}
+    return {"diffaugment": aug}
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-63' -> 0..63, '1,5,9' -> [1, 5, 9], '0-3,10' -> [0, 1, 2, 3, 10]."""
     seeds: list[int] = []
@@ -71,7 +82,8 @@ def train(
     resolution: Annotated[int | None, typer.Option(help="training resolution, e.g. 32, 64, 128")] = None,
     cond: Annotated[str | None, typer.Option(help="none | projection | acgan")] = None,
     loss: Annotated[str | None, typer.Option(help="ns | hinge | wgan | lsgan")] = None,
-    aug: Annotated[str | None, typer.Option(help="DiffAugment ops, e.g. color,translation,cutout")] = None,
+    aug: Annotated[str | None, typer.Option(help="ada (adaptive, StyleGAN2-ADA 'bgc'), ADA groups like bg, or "
+                                                  "DiffAugment ops like color,translation,cutout")] = None,
     r1_gamma: Annotated[float | None, typer.Option(help="R1 penalty weight (0 = off)")] = None,
     lr: Annotated[float | None, typer.Option(help="learning rate for both G and D")] = None,
     ema_kimg: Annotated[float | None, typer.Option(help="G EMA half-life in kimg (0 = off)")] = None,
@@ -90,7 +102,7 @@ def train(
         flags: dict[str, dict[str, Any]] = {
             "data": {"source": data, "resolution": resolution, "max_images": max_images},
             "model": {"cond": cond},
-            "loss": {"adversarial": loss, "diffaugment": aug, "r1_gamma": r1_gamma},
+            "loss": {"adversarial": loss, "r1_gamma": r1_gamma, **_aug_fields(aug)},
             "optim": {"batch": batch, "g_lr": lr, "d_lr": lr, "ema_kimg": ema_kimg},
             "run": {"kimg": kimg, "minutes": minutes, "seed": seed, "out": str(out) if out else None, "device": device,
                     "threads": threads},
@@ -159,6 +171,7 @@ def generate(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output of --interpolate (.gif or .webp)")] = None,
     cols: Annotated[int | None, typer.Option(help="grid columns")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    trunc: Annotated[float, typer.Option(min=0.0, max=2.0, help="StyleGAN2 truncation psi (1 = off)")] = 1.0,
 ) -> None:
     """Make images from a snapshot: a grid, one file per seed, or a latent-walk GIF."""
     try:
@@ -174,14 +187,14 @@ def generate(
             if len(pair) != 2:
                 raise typer.BadParameter("give exactly two seeds, e.g. 0,7", param_hint="--interpolate")
             out = out or Path("walk.gif")
-            imgs = to_uint8(G.interpolate(pair[0], pair[1], frames, class_))
+            imgs = to_uint8(G.interpolate(pair[0], pair[1], frames, class_, psi=trunc))
             save_gif([make_grid(imgs[i:i + 1], 1, 0) for i in range(len(imgs))], out, fps)
             typer.echo(f"wrote {out} ({frames} frames)")
             return
         if grid is None and outdir is None:
             raise ValueError("say where to write: --grid out.png and/or --outdir folder/")
         seed_list = parse_seeds(seeds)
-        imgs = to_uint8(G.generate(seed_list, class_))
+        imgs = to_uint8(G.generate(seed_list, class_, psi=trunc))
         if grid is not None:
             save_grid(imgs, grid, cols)
             typer.echo(f"wrote {grid} ({len(seed_list)} images)")
@@ -189,6 +202,54 @@ def generate(
             for s, im in zip(seed_list, imgs, strict=True):
                 save_image(im.transpose(1, 2, 0), Path(outdir) / f"seed{s:06d}.png")
             typer.echo(f"wrote {len(seed_list)} images to {outdir}")
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+@app.command("style-mix")
+def style_mix(
+    snapshot: Annotated[str, typer.Argument(help="StyleGAN2 snapshot path or run folder")],
+    rows: Annotated[str, typer.Option(help="seeds whose images are restyled, e.g. 0-2")] = "0-2",
+    cols: Annotated[str, typer.Option(help="seeds that lend their styles, e.g. 3-5")] = "3-5",
+    styles: Annotated[str, typer.Option(help="coarse | middle | fine | a layer range like 0-3")] = "coarse",
+    out: Annotated[Path, typer.Option("--out", "-o", help="grid PNG to write")] = Path("mix.png"),
+    class_: Annotated[int | None, typer.Option("--class", help="class index for conditional snapshots")] = None,
+    trunc: Annotated[float, typer.Option(min=0.0, max=2.0, help="truncation psi (1 = off)")] = 1.0,
+) -> None:
+    """Style mixing: each row seed with the coarse/middle/fine styles of each column seed (a grid)."""
+    try:
+        from ganforge.infer.images import save_image
+        from ganforge.infer.snapshot import load_generator
+        from ganforge.infer.style import style_mix as mix
+
+        G = load_generator(snapshot)
+        save_image(mix(G, parse_seeds(rows), parse_seeds(cols), styles, class_, trunc), out)
+        typer.echo(f"wrote {out}")
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+@app.command()
+def synthesize(
+    snapshot: Annotated[str, typer.Argument(help="snapshot path or run folder")],
+    per_class: Annotated[int, typer.Option(min=1, max=1_000_000, help="images per class (or in all, "
+                                                                         "for an unconditional model)")] = 100,
+    out: Annotated[Path, typer.Option("--out", "-o", help="new folder: one subfolder per class + manifest")] =
+    Path("synthetic"),
+    trunc: Annotated[float, typer.Option(min=0.0, max=2.0, help="StyleGAN2 truncation psi (1 = off)")] = 1.0,
+    first_seed: Annotated[int, typer.Option(min=0, help="class k uses seeds first_seed + k*per_class ...")] = 0,
+) -> None:
+    """Write a labelled synthetic dataset plus manifest.jsonl (seed, class, truncation, snapshot hash per file)."""
+    try:
+        from ganforge.infer.snapshot import load_generator
+        from ganforge.infer.style import synthesize_dataset
+
+        G = load_generator(snapshot)
+        if trunc != 1.0 and not G.is_style:
+            raise ValueError(f"--trunc needs a StyleGAN2 snapshot; this one is {G.meta.get('arch')}")
+        folder = synthesize_dataset(G, snapshot, out, per_class, psi=trunc, first_seed=first_seed)
+        n = per_class * max(1, G.num_classes)
+        typer.echo(f"wrote {n} images and manifest.jsonl to {folder}")
     except _user_errors() as exc:
         _fail(str(exc), 1)
 

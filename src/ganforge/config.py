@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DIFFAUGMENT_OPS = ("color", "translation", "cutout")  # mirrors ganforge.data.augment.DIFFAUGMENT_OPS
+ADA_GROUPS = ("b", "g", "c")  # mirrors ganforge.data.ada.ADA_GROUPS (implemented groups)
 
 
 class _Strict(BaseModel):
@@ -56,7 +57,7 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["dcgan", "sngan"] = "dcgan"
+    arch: Literal["dcgan", "sngan", "stylegan2"] = "dcgan"
     z_dim: int = Field(128, ge=1, le=4096)
     g_width: int = Field(64, ge=1, le=4096, description="G channels at the output resolution")
     d_width: int = Field(64, ge=1, le=4096, description="D channels at the input resolution")
@@ -65,15 +66,46 @@ class ModelConfig(_Strict):
         "none", description="class conditioning: projection D + conditional BN, or ACGAN auxiliary classifier"
     )
     d_spectral_norm: bool = Field(False, description="spectral norm in the DCGAN discriminator (SNGAN always)")
+    w_dim: int = Field(512, ge=1, le=4096, description="StyleGAN2: intermediate latent (W) size")
+    mapping_layers: int = Field(8, ge=1, le=16, description="StyleGAN2: layers of the mapping network")
 
 
 class LossConfig(_Strict):
     adversarial: Literal["ns", "hinge", "wgan", "lsgan"] = "ns"
-    r1_gamma: float = Field(0.0, ge=0.0, le=1e4, description="R1 weight (Mescheder 2018); 0 disables")
+    r1_gamma: float | Literal["auto"] = Field(
+        0.0, description="R1 weight (Mescheder 2018); 0 disables; auto = 0.0002 * resolution^2 / batch (StyleGAN2-ADA)")
     r1_every_steps: int = Field(16, ge=1, le=1000, description="lazy R1 interval (StyleGAN2 sec. 3.1)")
     gp_weight: float = Field(0.0, ge=0.0, le=1e4, description="WGAN-GP weight (Gulrajani 2017); 0 disables")
     acgan_weight: float = Field(1.0, ge=0.0, le=100.0)
     diffaugment: str = Field("", description="comma list of color,translation,cutout applied to all D inputs")
+    ada: str = Field("", description="ADA op groups applied to all D inputs, e.g. bgc (blit, geometric, color); "
+                                     "'' disables")
+    ada_target: float = Field(0.6, gt=-1.0, lt=1.0, description="ADA: target for E[sign(D(real))]")
+    ada_kimg: float = Field(500.0, gt=0.0, le=1e5, description="ADA: kimg for p to move from 0 to 1")
+    ada_interval: int = Field(4, ge=1, le=1000, description="ADA: steps between p adjustments")
+    pl_weight: float = Field(0.0, ge=0.0, le=1e4, description="StyleGAN2 path-length regulariser; 0 disables")
+    pl_every_steps: int = Field(4, ge=1, le=1000, description="lazy path-length interval")
+    pl_decay: float = Field(0.01, gt=0.0, le=1.0, description="path-length running mean decay")
+    pl_batch_shrink: int = Field(2, ge=1, le=64, description="path-length batch = batch / this")
+    style_mixing: float = Field(0.0, ge=0.0, le=1.0, description="StyleGAN2 style-mixing probability")
+
+    @field_validator("r1_gamma")
+    @classmethod
+    def _check_gamma(cls, v: float | str) -> float | str:
+        if isinstance(v, str) and v != "auto":
+            raise ValueError("must be a number >= 0 or 'auto'")
+        if not isinstance(v, str) and not 0.0 <= v <= 1e4:
+            raise ValueError(f"must be in [0, 10000] or 'auto', got {v}")
+        return v
+
+    @field_validator("ada")
+    @classmethod
+    def _check_ada(cls, v: str) -> str:
+        bad = sorted(set(v) - set(ADA_GROUPS))
+        if bad:
+            raise ValueError(f"unknown ADA op group(s) {bad}; valid letters: {', '.join(ADA_GROUPS)} "
+                             "(b = x-flip/rot90/int-translate, g = geometric, c = color)")
+        return "".join(dict.fromkeys(v))
 
     @field_validator("diffaugment")
     @classmethod
@@ -91,6 +123,8 @@ class OptimConfig(_Strict):
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     beta2: float = Field(0.999, ge=0.0, lt=1.0)
     batch: int = Field(64, ge=1, le=65536, description="global batch over all processes")
+    batch_per_device: int | None = Field(None, ge=1, le=65536, description="micro-batch per process; smaller "
+                                         "than batch / processes accumulates gradients. None = no accumulation")
     d_steps: int = Field(1, ge=1, le=20, description="D updates per G update")
     ema_kimg: float = Field(10.0, ge=0.0, le=1e4, description="G EMA half-life in kimg; 0 disables")
     ema_rampup: float | None = Field(0.05, ge=0.0, le=1.0, description="EMA half-life <= rampup * kimg so far")
@@ -129,7 +163,25 @@ class TrainConfig(_Strict):
                 and not self.model.d_spectral_norm:
             raise ValueError("loss.adversarial='wgan' needs a Lipschitz constraint: set loss.gp_weight > 0 "
                              "(typically 10) or model.d_spectral_norm=true")
+        if self.model.arch == "stylegan2":
+            if self.model.cond == "acgan":
+                raise ValueError("model.cond='acgan' is not available for stylegan2: use 'projection' or 'none'")
+            if self.model.d_spectral_norm:
+                raise ValueError("model.d_spectral_norm is a DCGAN option; stylegan2 uses equalized lr and R1")
+        elif self.loss.pl_weight > 0 or self.loss.style_mixing > 0:
+            raise ValueError("loss.pl_weight and loss.style_mixing need model.arch='stylegan2' "
+                             "(they act on its W latents)")
+        if self.loss.ada and self.loss.diffaugment:
+            raise ValueError("loss.ada and loss.diffaugment are alternatives: set only one of them")
+        per = self.optim.batch_per_device
+        if per is not None and self.optim.batch % per:
+            raise ValueError(f"optim.batch={self.optim.batch} must be a multiple of optim.batch_per_device={per}")
         return self
+
+    def r1_gamma_value(self) -> float:
+        """R1 weight with 'auto' resolved: 0.0002 * resolution^2 / batch (stylegan2-ada-pytorch, cfg 'auto')."""
+        g = self.loss.r1_gamma
+        return 0.0002 * self.data.resolution**2 / self.optim.batch if g == "auto" else float(g)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2)
@@ -143,6 +195,12 @@ _DCGAN = dict(model=dict(arch="dcgan", z_dim=100), loss=dict(adversarial="ns"),
               optim=dict(g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999))
 _SNGAN = dict(model=dict(arch="sngan", z_dim=128, max_width=256), loss=dict(adversarial="hinge"),
               optim=dict(g_lr=2e-4, d_lr=2e-4, beta1=0.0, beta2=0.9))
+
+_STYLEGAN2 = dict(model=dict(arch="stylegan2", z_dim=512, w_dim=512, mapping_layers=2, g_width=64, d_width=64,
+                              max_width=512),
+                  loss=dict(adversarial="ns", r1_gamma="auto", r1_every_steps=16, pl_weight=2.0, pl_every_steps=4,
+                            style_mixing=0.9),
+                  optim=dict(g_lr=0.0025, d_lr=0.0025, beta1=0.0, beta2=0.99, ema_kimg=10.0, ema_rampup=0.05))
 
 PRESETS: dict[str, dict[str, Any]] = {
     # DCGAN (Radford et al. 2015): Adam(2e-4, 0.5), non-saturating loss.
@@ -163,6 +221,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sngan-cond-64": _SNGAN | dict(data=dict(resolution=64),
                                    model=dict(arch="sngan", z_dim=128, max_width=256, cond="projection")),
     "sngan-128": _SNGAN | dict(data=dict(resolution=128)),
+    # StyleGAN2 (Karras et al. 2020), the stylegan2-ada-pytorch 'auto' config: 2-layer mapping, lr 0.0025,
+    # betas (0, 0.99), lazy R1 gamma auto, path length 2 every 4 steps, style mixing 0.9, EMA 10 kimg.
+    # Widths are halved at 32 and 64 px so that they train on a CPU; add --aug ada for small datasets.
+    "stylegan2-32": _STYLEGAN2 | dict(data=dict(resolution=32),
+                                      model=_STYLEGAN2["model"] | dict(g_width=64, d_width=64, max_width=256)),
+    "stylegan2-64": _STYLEGAN2 | dict(data=dict(resolution=64),
+                                      model=_STYLEGAN2["model"] | dict(g_width=64, d_width=64, max_width=256)),
+    "stylegan2-128": _STYLEGAN2 | dict(data=dict(resolution=128),
+                                       model=_STYLEGAN2["model"] | dict(g_width=128, d_width=128)),
+    "stylegan2-256": _STYLEGAN2 | dict(data=dict(resolution=256)),
 }
 
 

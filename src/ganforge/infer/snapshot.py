@@ -46,25 +46,35 @@ class LoadedGenerator:
             raise ValueError(f"got {c.numel()} labels for {n} latents")
         return c.to(self.device)
 
+    @property
+    def is_style(self) -> bool:
+        """StyleGAN-family generator (has a mapping network: truncation, style mixing, projection)."""
+        return hasattr(self.net, "mapping")
+
     @torch.no_grad()
     def __call__(self, z: Tensor, labels: Tensor | Sequence[int] | int | None = None,
-                 batch: int = 64) -> Tensor:
+                 batch: int = 64, psi: float = 1.0) -> Tensor:
+        """``psi < 1``: truncation toward the tracked mean w (StyleGAN2 snapshots only)."""
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {tuple(z.shape)}"
+        if psi != 1.0 and not self.is_style:
+            raise ValueError(f"truncation (psi={psi}) needs a StyleGAN2 snapshot; this one is {self.meta.get('arch')}")
         c = self.check_labels(labels, z.shape[0])
         z = z.to(self.device)
-        outs = [self.net(z[i:i + batch], None if c is None else c[i:i + batch]) for i in range(0, len(z), batch)]
+        kw = {"psi": psi} if self.is_style else {}
+        outs = [self.net(z[i:i + batch], None if c is None else c[i:i + batch], **kw) for i in range(0, len(z), batch)]
         return torch.cat(outs).float().cpu()
 
-    def generate(self, seeds: Sequence[int], labels: Tensor | Sequence[int] | int | None = None) -> Tensor:
+    def generate(self, seeds: Sequence[int], labels: Tensor | Sequence[int] | int | None = None,
+                 psi: float = 1.0) -> Tensor:
         """One image per seed; the same seed always gives the same image."""
-        return self(z_from_seeds(list(seeds), self.z_dim), labels)
+        return self(z_from_seeds(list(seeds), self.z_dim), labels, psi=psi)
 
     def interpolate(self, seed_a: int, seed_b: int, frames: int,
-                    labels: Tensor | Sequence[int] | int | None = None) -> Tensor:
+                    labels: Tensor | Sequence[int] | int | None = None, psi: float = 1.0) -> Tensor:
         """Spherical interpolation between the latents of two seeds (White 2016), ``frames`` images."""
         za, zb = z_from_seeds([seed_a, seed_b], self.z_dim)
         t = torch.linspace(0, 1, frames)[:, None]
-        return self(slerp(za, zb, t), labels)
+        return self(slerp(za, zb, t), labels, psi=psi)
 
 
 # Spherical linear interpolation (Shoemake 1985), appropriate for Gaussian latents (White 2016).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganforge.nets import dcgan, sngan
+from ganforge.nets import dcgan, sngan, stylegan2
 from ganforge.nets.layers import resolution_plan
 
 __all__ = ["DISCRIMINATORS", "GENERATORS", "build_discriminator", "build_generator", "resolution_plan"]
@@ -12,11 +12,13 @@ __all__ = ["DISCRIMINATORS", "GENERATORS", "build_discriminator", "build_generat
 GENERATORS: dict[str, type[nn.Module]] = {
     "dcgan": dcgan.Generator,
     "sngan": sngan.Generator,
+    "stylegan2": stylegan2.Generator,
 }
 
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "dcgan": dcgan.Discriminator,
     "sngan": sngan.Discriminator,
+    "stylegan2": stylegan2.Discriminator,
 }
 
 

@@ -89,6 +89,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         raise ValueError(f"optim.batch={oc.batch} must be divisible by the number of processes "
                          f"({dist.world_size})")
     local_batch = oc.batch // dist.world_size
+    # Gradient accumulation: each process runs its share of the batch in `accum` micro-batches.
+    micro = min(oc.batch_per_device or local_batch, local_batch)
+    if local_batch % micro:
+        raise ValueError(f"optim.batch_per_device={micro} must divide the per-process batch {local_batch} "
+                         f"(batch {oc.batch} over {dist.world_size} processes)")
+    accum = local_batch // micro
     amp_dtype = None
     if use_cuda and rc.amp != "off":
         bf16_ok = torch.cuda.is_bf16_supported()
@@ -124,7 +130,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     phases = task.phases()
     # Lazy regularisation shares D's optimizer; StyleGAN2 (appx. B) rescales lr and betas by k/(k+1).
     k = cfg.loss.r1_every_steps
-    ratio = k / (k + 1) if cfg.loss.r1_gamma > 0 else 1.0
+    ratio = k / (k + 1) if task.r1_gamma > 0 else 1.0
     opts = {
         "G": torch.optim.Adam(G.parameters(), lr=oc.g_lr, betas=(oc.beta1, oc.beta2)),
         "D": torch.optim.Adam(D.parameters(), lr=oc.d_lr * ratio, betas=(oc.beta1**ratio, oc.beta2**ratio)),
@@ -143,6 +149,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             opt.load_state_dict(state[f"opt_{name}"])
             scalers[name].load_state_dict(state[f"scaler_{name}"])
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        task.load_extra_state(state.get("task", {}))
         if data.fingerprint() != state["dataset_fingerprint"]:
             raise ValueError(f"the data at {dc.source} changed since this run started (fingerprint "
                              f"{data.fingerprint()} != {state['dataset_fingerprint']}); exact resume needs the "
@@ -201,7 +208,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             state = {"step": step, "elapsed_s": elapsed, "dataset_fingerprint": data.fingerprint(),
                      "config_json": cfg.to_json(), "ganforge_version": __version__,
                      "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                     "torch_rng": torch.get_rng_state()}
+                     "torch_rng": torch.get_rng_state(), "task": task.extra_state()}
             for name, opt in opts.items():
                 state[f"opt_{name}"] = opt.state_dict()
                 state[f"scaler_{name}"] = scalers[name].state_dict()
@@ -234,6 +241,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             x = x.contiguous(memory_format=mem_fmt)
             c = labels[torch.from_numpy(idx)].to(device) if labels is not None else None
             inp = StepInputs(real=x, c_real=c, gen=gen, step=step)
+            micro_inputs = [inp] if accum == 1 else [
+                StepInputs(real=x[i:i + micro], c_real=None if c is None else c[i:i + micro], gen=gen, step=step)
+                for i in range(0, local_batch, micro)]
             data_time += time.perf_counter() - t0
 
             # -- Phases --
@@ -246,25 +256,28 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 opt.zero_grad(set_to_none=True)
                 autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype and not phase.reg \
                     else contextlib.nullcontext()
-                with autocast:
-                    losses = phase.loss(inp)
-                loss = losses["loss"]
-                if not torch.isfinite(loss):
-                    last = ckpt.list_checkpoints(ckpt_dir)
-                    where = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was written yet"
-                    raise TrainingDiverged(
-                        f"{phase.name} loss is {loss.item()} at step {step} ({step * oc.batch / 1000:.3f} kimg); "
-                        f"{where}. Try a lower learning rate (optim.d_lr / optim.g_lr), R1 "
-                        "(--r1-gamma), or another loss (--loss hinge), then --resume or start again.")
-                scaler.scale(loss).backward()
+                for part in micro_inputs:
+                    with autocast:
+                        losses = phase.loss(part)
+                    loss = losses["loss"]
+                    if not torch.isfinite(loss):
+                        last = ckpt.list_checkpoints(ckpt_dir)
+                        where = f"the last good checkpoint is {last[-1][1]}" if last else \
+                            "no checkpoint was written yet"
+                        raise TrainingDiverged(
+                            f"{phase.name} loss is {loss.item()} at step {step} ({step * oc.batch / 1000:.3f} "
+                            f"kimg); {where}. Try a lower learning rate (optim.d_lr / optim.g_lr), R1 "
+                            "(--r1-gamma), or another loss (--loss hinge), then --resume or start again.")
+                    scaler.scale(loss / accum).backward()
+                    for name, v in losses.items():
+                        if name != "loss":
+                            acc.add(f"loss/{name}", float(v.detach()))
                 all_reduce_grads([p for p in task.modules[phase.module].parameters()], dist)
                 scaler.step(opt)
                 scaler.update()
-                for name, v in losses.items():
-                    if name != "loss":
-                        acc.add(f"loss/{name}", float(v.detach()))
             for m in task.modules.values():
                 m.requires_grad_(False)
+            task.update_augment(oc.batch, lambda values: all_reduce_mean(values, dist))
 
             # -- G EMA with a half-life in kimg (Karras et al. 2018, Yazici et al. 2019) --
             nimg = (step + 1) * oc.batch
@@ -291,7 +304,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 n_steps = step - tick_start_step
                 dt = now - t_tick
                 record = {"step": step, "kimg": nimg / 1000, "time_s": elapsed_before + now - t_start,
-                          **means,
+                          **means, **task.augment_stats(),
                           "timing/img_per_s": n_steps * oc.batch / dt if dt > 0 else 0.0,
                           "timing/sec_per_kimg": dt / (n_steps * oc.batch / 1000),
                           "timing/data_share": data_time / dt if dt > 0 else 0.0}
