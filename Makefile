@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 GF := $(VENV)/bin/ganforge
 DEMO_OUT ?= runs-demo
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench bench-quality clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,16 +25,26 @@ lint: install
 test: install lint
 	$(PY) -m pytest -q
 
-# The main job: train a small DCGAN on the built-in shapes for ~2 minutes on a laptop CPU, then sample.
+# The main job: train a small ResNet SNGAN on the built-in shapes for ~3 minutes on a laptop CPU, then sample.
+DEMO_TRAIN = --data shapes --preset sngan-32 --batch 32 --kimg 24 --set model.g_width=32 --set model.d_width=32 \
+	--set model.max_width=128 --set run.snapshot_every_kimg=8 --set run.sample_every_kimg=4
 demo: install
 	$(GF) dataset inspect shapes
-	$(GF) train --data shapes --preset dcgan-32 --kimg 20 --out $(DEMO_OUT) --set run.snapshot_every_kimg=10
-	$(GF) generate $$(ls -d $(DEMO_OUT)/*-shapes-dcgan-32 | tail -n1)/snapshots/latest --seeds 0-63 --grid $(DEMO_OUT)/grid.png
-	$(GF) generate $$(ls -d $(DEMO_OUT)/*-shapes-dcgan-32 | tail -n1)/snapshots/latest --interpolate 0,7 --frames 40 --out $(DEMO_OUT)/walk.gif
+	$(GF) train $(DEMO_TRAIN) --out $(DEMO_OUT)
+	$(GF) generate $$(ls -d $(DEMO_OUT)/*-shapes-sngan-32 | tail -n1)/snapshots/latest --seeds 0-63 --grid $(DEMO_OUT)/grid.png
+	$(GF) generate $$(ls -d $(DEMO_OUT)/*-shapes-sngan-32 | tail -n1)/snapshots/latest --interpolate 0,7 --frames 40 --out $(DEMO_OUT)/walk.gif
 	@echo "open $(DEMO_OUT)/grid.png and $(DEMO_OUT)/walk.gif"
 
+# Speed and startup (a few minutes). Keep the machine otherwise idle; results go to bench/results/*.json.
 bench: install
-	$(PY) bench/train_speed.py
+	$(PY) bench/startup.py
+	$(PY) bench/train_speed.py --kimg 6.4
+
+# Fashion-MNIST quality under a 15-minute CPU budget per model (about 40 minutes; needs the Fashion-MNIST files).
+bench-quality: install
+	$(PY) bench/quality_fmnist.py train dcgan --minutes 15
+	$(PY) bench/quality_fmnist.py train sngan-cond --minutes 15
+	$(PY) bench/quality_fmnist.py floors
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
