@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +67,21 @@ def python_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def kill_after_checkpoints(cmd: list[str], out: Path, n: int = 2, timeout: float = 120) -> Path:
+    """Start a `ganforge train` command writing to ``out``, SIGKILL it once ``n`` checkpoints exist (possibly
+    in the middle of writing the next one) and return its run folder."""
+    from ganforge.train import checkpoint as ckpt
+
+    proc = subprocess.Popen(cmd + ["--out", str(out)], env=python_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = list(out.glob("0*"))
+        if runs and len(ckpt.list_checkpoints(runs[0] / "checkpoints")) >= n:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return next(out.glob("0*"))

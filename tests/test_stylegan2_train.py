@@ -4,9 +4,7 @@ after a SIGKILL) with p, the step count and G_ema continuing identically, gradie
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from ganforge.config import ConfigError, resolve_config
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.loop import train
 from ganforge.train.rundir import read_jsonl
-from tests.conftest import PYTHON, python_env, tiny_overrides
+from tests.conftest import PYTHON, kill_after_checkpoints, python_env, tiny_overrides
 
 # ADA target below any reachable r_t so that p must rise by batch * interval / (ada_kimg * 1000) = 0.16 per update.
 STYLE = {"model": {"w_dim": 16, "mapping_layers": 2},
@@ -68,17 +66,7 @@ def test_stylegan2_ada_kill_and_resume(class_folder, tmp_path):
     ref = subprocess.run(cmd + ["--out", str(tmp_path / "ref")], env=python_env(), capture_output=True, text=True,
                          timeout=300)
     assert ref.returncode == 0, ref.stderr
-    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "k")], env=python_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        runs = list((tmp_path / "k").glob("0*"))
-        if runs and len(ckpt.list_checkpoints(runs[0] / "checkpoints")) >= 2:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    run = next((tmp_path / "k").glob("0*"))
+    run = kill_after_checkpoints(cmd, tmp_path / "k")
     killed_at = ckpt.load_latest_checkpoint(run / "checkpoints")[1]["step"]
     assert killed_at < 30  # it really was interrupted
     done = subprocess.run([PYTHON, "-m", "ganforge", "train", "--resume", str(run), "--no-progress"],

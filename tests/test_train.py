@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from ganforge.tasks.gan import GanTask
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.loop import TrainingDiverged, train
 from ganforge.train.rundir import read_jsonl
-from tests.conftest import PYTHON, python_env, tiny_overrides
+from tests.conftest import PYTHON, kill_after_checkpoints, python_env, tiny_overrides
 
 
 def _cfg(source, out, kimg, preset="dcgan-32", **sections):
@@ -81,17 +79,7 @@ def test_kill_mid_run_then_resume(class_folder, tmp_path):
     ref = subprocess.run(cmd + ["--kimg", "0.4", "--out", str(tmp_path / "ref")], env=python_env(),
                          capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
-    proc = subprocess.Popen(cmd + ["--kimg", "0.4", "--out", str(tmp_path / "k")], env=python_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        runs = list((tmp_path / "k").glob("0*"))
-        if runs and len(ckpt.list_checkpoints(runs[0] / "checkpoints")) >= 2:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    run = next((tmp_path / "k").glob("0*"))
+    run = kill_after_checkpoints(cmd + ["--kimg", "0.4"], tmp_path / "k")
     done = subprocess.run([PYTHON, "-m", "ganforge", "train", "--resume", str(run), "--kimg", "0.4", "--no-progress"],
                           env=python_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
