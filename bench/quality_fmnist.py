@@ -43,11 +43,11 @@ MODELS = {
     # DCGAN at the preset's widths.
     "dcgan": ("dcgan-32", {}),
     # Conditional ResNet SNGAN (projection D + conditional BN), narrowed and at the native 28x28 (7 -> 14 -> 28)
-    # so that a 15-minute CPU budget buys enough steps; batch 16, D lr 4e-4, G EMA half-life 2 kimg.
+    # so that a 15-minute CPU budget buys enough steps; batch 8, D lr 4e-4, G EMA half-life 2 kimg.
     # These were chosen by the pilots listed in docs/benchmarks.md (same kimg, on a GPU).
     "sngan-cond": ("sngan-cond-32", {"data": {"resolution": 28},
                                      "model": {"g_width": 32, "d_width": 32, "max_width": 128},
-                                     "optim": {"batch": 16, "d_lr": 4e-4, "ema_kimg": 2}}),
+                                     "optim": {"batch": 8, "d_lr": 4e-4, "ema_kimg": 2}}),
 }
 
 

@@ -230,6 +230,41 @@ def style_mix(
 
 
 @app.command()
+def project(
+    snapshot: Annotated[str, typer.Argument(help="StyleGAN2 snapshot path or run folder")],
+    image: Annotated[Path, typer.Argument(help="the photo to project (any format Pillow reads)")],
+    steps: Annotated[int, typer.Option(min=1, max=100_000, help="optimisation steps")] = 500,
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for latent.safetensors/.json, projected.png, "
+                                                           "target.png, progress.gif")] = Path("projection"),
+    space: Annotated[str, typer.Option(help="w (one latent for all layers) | w+ (one per layer)")] = "w",
+    class_: Annotated[int | None, typer.Option("--class", help="class index for conditional snapshots")] = None,
+    features: Annotated[str, typer.Option(help="none (pixel loss only) | judge:PATH (add a judge snapshot's "
+                                                "feature distance; not LPIPS)")] = "none",
+    seed: Annotated[int, typer.Option(help="fixes the initial noise images and the latent exploration noise")] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+) -> None:
+    """Find the latents that make a StyleGAN2 snapshot reproduce a photo (Karras et al. 2020, sec. 5)."""
+    try:
+        from ganforge.infer.project import load_target, parse_features, save_projection
+        from ganforge.infer.project import project as run_projection
+        from ganforge.infer.snapshot import load_generator
+
+        G = load_generator(snapshot, device=device)
+        if not G.is_style:
+            raise ValueError(f"projection needs a StyleGAN2 snapshot; this one is {G.meta.get('arch')}")
+        G.check_labels(class_, 1)
+        extractor = parse_features(features, G)
+        target = load_target(image, G.net.channels, G.net.resolution)
+        result = run_projection(G, target, steps=steps, space=space, label=class_, features=extractor, seed=seed,
+                                log=typer.echo)
+        folder = save_projection(result, out, snapshot=snapshot)
+        typer.echo(f"PSNR {result.psnr:.2f} dB (mean-w start {result.start_psnr:.2f} dB); wrote latent.safetensors, "
+                   f"latent.json, projected.png, target.png, progress.gif to {folder}")
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+@app.command()
 def synthesize(
     snapshot: Annotated[str, typer.Argument(help="snapshot path or run folder")],
     per_class: Annotated[int, typer.Option(min=1, max=1_000_000, help="images per class (or in all, "
