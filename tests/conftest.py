@@ -85,3 +85,16 @@ def kill_after_checkpoints(cmd: list[str], out: Path, n: int = 2, timeout: float
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return next(out.glob("0*"))
+
+
+@pytest.fixture(scope="session")
+def style_run(tmp_path_factory) -> Path:
+    """A tiny class-conditional StyleGAN2 run (16 px, 4 steps), trained once for the tests that use it."""
+    from ganforge.config import resolve_config
+    from ganforge.train.loop import train
+
+    root = tmp_path_factory.mktemp("style")
+    data = make_class_folder(root / "data")
+    cfg = resolve_config("stylegan2-32", tiny_overrides(str(data), root / "runs", 0.032, model={
+        "w_dim": 16, "mapping_layers": 2, "cond": "projection"}))
+    return train(cfg, progress=False)

@@ -30,15 +30,6 @@ from tests.conftest import make_class_folder, tiny_overrides
 
 
 @pytest.fixture(scope="module")
-def style_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("proj")
-    data = make_class_folder(root / "data")
-    cfg = resolve_config("stylegan2-32", tiny_overrides(str(data), root / "runs", 0.032, model={
-        "w_dim": 16, "mapping_layers": 2, "cond": "projection"}))
-    return train(cfg, progress=False)
-
-
-@pytest.fixture(scope="module")
 def G(style_run):
     return ganforge.load(style_run)
 

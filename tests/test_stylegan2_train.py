@@ -127,17 +127,6 @@ def test_stylegan2_config_rules(tmp_path):
     assert loss["ada"] == "bgc" and loss["diffaugment"] == "" and loss["r1_gamma"] == "auto"
 
 
-@pytest.fixture(scope="module")
-def style_run(tmp_path_factory):
-    from tests.conftest import make_class_folder
-
-    root = tmp_path_factory.mktemp("style")
-    data = make_class_folder(root / "data")
-    cfg = resolve_config("stylegan2-32", tiny_overrides(str(data), root / "runs", 0.032, model={
-        "w_dim": 16, "mapping_layers": 2, "cond": "projection"}))
-    return train(cfg, progress=False)
-
-
 def test_style_mix_grid(style_run, tmp_path):
     from PIL import Image
 
