@@ -240,8 +240,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 x = torch.where(flip[:, None, None, None], x.flip(3), x)
             x = x.contiguous(memory_format=mem_fmt)
             c = labels[torch.from_numpy(idx)].to(device) if labels is not None else None
-            inp = StepInputs(real=x, c_real=c, gen=gen, step=step)
-            micro_inputs = [inp] if accum == 1 else [
+            micro_inputs = [  # one entry unless gradients are accumulated over micro-batches
                 StepInputs(real=x[i:i + micro], c_real=None if c is None else c[i:i + micro], gen=gen, step=step)
                 for i in range(0, local_batch, micro)]
             data_time += time.perf_counter() - t0
