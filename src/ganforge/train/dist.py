@@ -21,6 +21,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this module created the process group, so it also destroys it
 
     @property
     def is_main(self) -> bool:
@@ -33,7 +34,8 @@ def init_distributed(device_type: str) -> DistInfo:
     if world <= 1:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not torch_dist.is_initialized():
+    owns = not torch_dist.is_initialized()
+    if owns:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             if local_rank >= torch.cuda.device_count():
@@ -43,11 +45,14 @@ def init_distributed(device_type: str) -> DistInfo:
                     f"{torch.cuda.device_count()}, or train on CPU processes with --device cpu.")
             torch.cuda.set_device(local_rank)
         torch_dist.init_process_group(backend=backend)
-    return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, owns_group=owns)
 
 
-def shutdown_distributed() -> None:
-    if torch_dist.is_available() and torch_dist.is_initialized():
+def shutdown_distributed(info: DistInfo) -> None:
+    """Wait for every rank, then destroy the process group if we created it. Exiting with a live gloo group
+    can abort a process ("terminate called without an active exception") while another still finishes."""
+    if info.owns_group and torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 

@@ -32,6 +32,7 @@ from ganforge.train.dist import (
     broadcast_module,
     init_distributed,
     params_in_sync,
+    shutdown_distributed,
     step_generator,
 )
 from ganforge.train.rundir import RunLog, create_run_dir, truncate_stats
@@ -348,6 +349,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             log.log(f"parameters identical across ranks ({dist.world_size} processes)")
         log.log(f"finished at step {step} ({step * oc.batch / 1000:.3f} kimg)")
         display.message(f"done: {run}/snapshots/latest")
+    shutdown_distributed(dist)
     return run
 
 
