@@ -338,3 +338,11 @@ def test_controller_accumulator_is_a_reducible_pair_of_floats():
     assert (ctrl.sign_sum, ctrl.count) == (1.0, 3.0)
     ctrl.sign_sum, ctrl.count = ctrl.sign_sum + 3.0, ctrl.count + 3.0  # as if all-reduced with another process
     assert ctrl.update(batch=6) and ctrl.r_t == pytest.approx(4 / 6)
+
+
+def test_config_mirrors_ada_groups():
+    """config.py (torch-free) keeps its own copy of the ADA group letters; it must match the pipeline's."""
+    from ganforge import config
+    from ganforge.data import ada
+
+    assert tuple(config.ADA_GROUPS) == tuple(ada.ADA_GROUPS)
