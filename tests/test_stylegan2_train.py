@@ -120,6 +120,10 @@ def test_stylegan2_config_rules(tmp_path):
             resolve_config("stylegan2-32", overrides)
     with pytest.raises(ConfigError, match="need model.arch='stylegan2'"):
         resolve_config("dcgan-32", {"loss": {"pl_weight": 2.0}})
+    with pytest.raises(ConfigError, match="freeze_d=4 is more than D's 3 blocks"):
+        resolve_config("stylegan2-32", {"model": {"freeze_d": 4}})
+    with pytest.raises(ConfigError, match="FreezeD"):
+        resolve_config("dcgan-32", {"model": {"freeze_d": 1}})
     res = CliRunner().invoke(app, ["train", "--data", "shapes", "--preset", "stylegan2-32", "--aug", "ada",
                                    "--dry-run"])
     assert res.exit_code == 0, res.output
@@ -175,3 +179,40 @@ def test_synthesize_writes_labelled_folder_and_manifest(style_run, tmp_path):
     assert load_dataset(str(out), 16).num_classes == 3
     res = CliRunner().invoke(app, ["synthesize", str(style_run), "--per-class", "2", "--out", str(out)])
     assert res.exit_code == 1 and "not empty" in res.output
+
+
+def test_transfer_learning_with_freeze_d(class_folder, tmp_path):
+    source = train(_cfg(class_folder, tmp_path / "a", 0.032), progress=False)
+    src = ckpt.load_latest_checkpoint(source / "checkpoints")[1]
+    # A new run starts from the source's weights (step 0, fresh optimizers) and keeps D's first block fixed.
+    cfg = _cfg(class_folder, tmp_path / "b", 0.032, model={"freeze_d": 1}, run={"init_from": str(source), "seed": 5})
+    run = train(cfg, progress=False)
+    assert "initialised from" in (run / "log.txt").read_text()
+    new = ckpt.load_latest_checkpoint(run / "checkpoints")[1]
+    assert new["step"] == 4 and len(new["opt_D"]["state"]) < len(src["opt_D"]["state"])
+    frozen = [k for k in src["D"] if k.startswith("blocks.0.")]
+    assert frozen and all(torch.equal(src["D"][k], new["D"][k]) for k in frozen)
+    trained = [k for k in src["D"] if k.startswith("blocks.1.") and k.endswith("weight")]
+    assert trained and not all(torch.equal(src["D"][k], new["D"][k]) for k in trained)
+    # The transferred G moved a little from the source's; a fresh run with the same seed is far from both.
+    fresh = ckpt.load_latest_checkpoint(train(_cfg(class_folder, tmp_path / "c", 0.032, run={"seed": 5}),
+                                              progress=False) / "checkpoints")[1]
+    key = "synthesis.blocks.0.conv1.weight"
+    assert 0 < (new["G"][key] - src["G"][key]).abs().max() < 0.1 < (fresh["G"][key] - src["G"][key]).abs().max()
+
+
+def test_init_from_snapshot_and_mismatch_errors(class_folder, tmp_path):
+    from ganforge.tasks import GanTask
+
+    source = train(_cfg(class_folder, tmp_path / "a", 0.032), progress=False)
+    cfg = _cfg(class_folder, tmp_path / "b", 0.032)
+    task = GanTask(cfg, channels=3, num_classes=0)
+    note = ckpt.init_weights(source / "snapshots" / "latest", "stylegan2", {"G": task.G, "D": task.D})
+    assert "D fresh" in note
+    snap = ckpt.load_snapshot_files(source / "snapshots" / "latest")[0]
+    assert all(torch.equal(v, snap[k]) for k, v in task.G.state_dict().items())
+    with pytest.raises(ckpt.CheckpointError, match="holds a stylegan2 model; this run trains dcgan"):
+        ckpt.init_weights(source, "dcgan", {"G": task.G})
+    wide = GanTask(_cfg(class_folder, tmp_path / "c", 0.032, model={"g_width": 16, "max_width": 64}), 3, 0)
+    with pytest.raises(ckpt.CheckpointError, match="G tensors match this run's shapes"):
+        ckpt.init_weights(source, "stylegan2", {"G": wide.G})

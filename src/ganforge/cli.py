@@ -92,6 +92,9 @@ def train(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any field: optim.g_lr=1e-4 (repeatable)")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue this run folder (with --kimg to extend it)")] = None,
+    init_from: Annotated[str | None, typer.Option(help="transfer learning: start from this run folder, checkpoint "
+                                                       "or snapshot (weights only)")] = None,
+    freeze_d: Annotated[int | None, typer.Option(help="StyleGAN2 FreezeD: keep D's first N blocks fixed")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")] = False,
     progress: Annotated[bool, typer.Option(help="show progress")] = True,
 ) -> None:
@@ -101,11 +104,11 @@ def train(
     try:
         flags: dict[str, dict[str, Any]] = {
             "data": {"source": data, "resolution": resolution, "max_images": max_images},
-            "model": {"cond": cond},
+            "model": {"cond": cond, "freeze_d": freeze_d},
             "loss": {"adversarial": loss, "r1_gamma": r1_gamma, **_aug_fields(aug)},
             "optim": {"batch": batch, "g_lr": lr, "d_lr": lr, "ema_kimg": ema_kimg},
             "run": {"kimg": kimg, "minutes": minutes, "seed": seed, "out": str(out) if out else None, "device": device,
-                    "threads": threads},
+                    "threads": threads, "init_from": init_from},
         }
         overrides = {s: {k: v for k, v in f.items() if v is not None} for s, f in flags.items()}
         overrides = deep_merge({s: f for s, f in overrides.items() if f}, parse_set(set_ or []))

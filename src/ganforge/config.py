@@ -46,7 +46,9 @@ class DataConfig(_Strict):
     channels: Literal[1, 3, 4] | None = Field(None, description="None = 1 if every image is gray, else 3")
     resize: Literal["crop", "pad", "stretch"] = "crop"
     xflip: bool = Field(True, description="random horizontal flips of real images")
-    max_images: int | None = Field(None, ge=1)
+    max_images: int | None = Field(None, ge=1, description="train on a fixed random subset of this many images")
+    subset_seed: int = Field(0, ge=0, description="seed of the max_images subset (independent of run.seed, so "
+                                                  "runs with different seeds see the same images)")
     use_labels: bool | None = Field(None, description="None = use class subfolders when there are >= 2")
 
     @field_validator("resolution")
@@ -68,6 +70,8 @@ class ModelConfig(_Strict):
     d_spectral_norm: bool = Field(False, description="spectral norm in the DCGAN discriminator (SNGAN always)")
     w_dim: int = Field(512, ge=1, le=4096, description="StyleGAN2: intermediate latent (W) size")
     mapping_layers: int = Field(8, ge=1, le=16, description="StyleGAN2: layers of the mapping network")
+    freeze_d: int = Field(0, ge=0, le=16, description="StyleGAN2 FreezeD (Mo et al. 2020): keep D's first N blocks, "
+                                                      "from the highest resolution, fixed; for run.init_from")
 
 
 class LossConfig(_Strict):
@@ -147,6 +151,9 @@ class RunConfig(_Strict):
     channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto = on for CUDA")
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads; None = torch default")
     tensorboard: bool = False
+    init_from: str | None = Field(None, description="transfer learning: start from a run folder or checkpoint "
+                                  "(G, D, G_ema) or a snapshot (G only; D starts fresh); step, optimizers and ADA "
+                                  "start fresh")
 
 
 class TrainConfig(_Strict):
@@ -168,6 +175,12 @@ class TrainConfig(_Strict):
                 raise ValueError("model.cond='acgan' is not available for stylegan2: use 'projection' or 'none'")
             if self.model.d_spectral_norm:
                 raise ValueError("model.d_spectral_norm is a DCGAN option; stylegan2 uses equalized lr and R1")
+            n_blocks = resolution_plan(self.data.resolution)[1]
+            if self.model.freeze_d > n_blocks:
+                raise ValueError(f"model.freeze_d={self.model.freeze_d} is more than D's {n_blocks} blocks at "
+                                 f"resolution {self.data.resolution}")
+        elif self.model.freeze_d:
+            raise ValueError("model.freeze_d (FreezeD) is implemented for model.arch='stylegan2'")
         elif self.loss.pl_weight > 0 or self.loss.style_mixing > 0:
             raise ValueError("loss.pl_weight and loss.style_mixing need model.arch='stylegan2' "
                              "(they act on its W latents)")

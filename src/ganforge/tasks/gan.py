@@ -68,6 +68,9 @@ class GanTask:
             d_kwargs["spectral_norm"] = m.d_spectral_norm
         self.D: nn.Module = build_discriminator(m.arch, **d_kwargs)
         self.modules: dict[str, nn.Module] = {"G": self.G, "D": self.D}
+        # FreezeD (Mo et al. 2020): D's first blocks (highest resolution, nearest the pixels) keep their
+        # transferred weights; the loop never lets them require grad and D's optimizer does not hold them.
+        self.frozen: set[nn.Parameter] = set(self.D.blocks[:m.freeze_d].parameters()) if m.freeze_d else set()
         self.adv = get_adversarial(cfg.loss.adversarial)
         self.policy = parse_policy(cfg.loss.diffaugment)
         self.r1_gamma = cfg.r1_gamma_value()

@@ -173,3 +173,40 @@ def load_snapshot_files(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     except Exception as exc:
         raise CheckpointError(f"snapshot weights {weights} are unreadable: {exc}") from exc
     return tensors, meta
+
+
+def init_weights(source: str | Path, arch: str, modules: dict[str, torch.nn.Module]) -> str:
+    """Transfer learning: copy weights from a run folder / checkpoint (G, D, G_ema) or a snapshot (its G_ema
+    into G and G_ema; D keeps its fresh weights) into ``modules``. Tensors are copied where name and shape
+    match (a new class count or label embedding may differ); raises CheckpointError when the source is another
+    architecture or when fewer than half of G's tensors fit. Returns a one-line summary for the log."""
+    p = Path(source).expanduser()
+    if p.is_file() and p.suffix == ".pt":
+        state = load_checkpoint(p)
+    elif p.is_dir() and (p / "checkpoints").is_dir():
+        p, state = load_latest_checkpoint(p / "checkpoints")
+    else:
+        state = None
+    if state is not None:
+        src_arch = json.loads(state.get("config_json", "{}")).get("model", {}).get("arch")
+        sources = {name: state[name] for name in ("G", "D", "G_ema")}
+    else:
+        tensors, meta = load_snapshot_files(p)
+        src_arch = meta.get("arch")
+        sources = {"G": tensors, "G_ema": tensors}
+    if src_arch != arch:
+        raise CheckpointError(f"init_from {source}: it holds a {src_arch} model; this run trains {arch}")
+    notes = []
+    for name, module in modules.items():
+        if name not in sources:
+            notes.append(f"{name} fresh")
+            continue
+        own = module.state_dict()
+        fit = {k: v for k, v in sources[name].items() if k in own and own[k].shape == v.shape}
+        if name == "G" and len(fit) < len(own) / 2:
+            raise CheckpointError(
+                f"init_from {source}: only {len(fit)} of {len(own)} G tensors match this run's shapes; "
+                "use the same resolution, widths, z_dim/w_dim and mapping layers as the source run")
+        module.load_state_dict(fit, strict=False)
+        notes.append(f"{name} {len(fit)}/{len(own)} tensors")
+    return f"initialised from {p} ({', '.join(notes)})"

@@ -106,7 +106,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     # ---- Data ------------------------------------------------------------------------------------------
     dc = cfg.data
     data = load_dataset(dc.source, dc.resolution, channels=dc.channels, resize=dc.resize,
-                        max_images=dc.max_images, use_labels=dc.use_labels, seed=rc.seed)
+                        max_images=dc.max_images, use_labels=dc.use_labels, seed=dc.subset_seed)
     if cfg.model.cond != "none" and data.num_classes < 2:
         raise ValueError(f"model.cond={cfg.model.cond!r} needs class labels, but {dc.source} has none: put the "
                          "images in one subfolder per class, or train unconditionally with --cond none")
@@ -134,7 +134,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     ratio = k / (k + 1) if task.r1_gamma > 0 else 1.0
     opts = {
         "G": torch.optim.Adam(G.parameters(), lr=oc.g_lr, betas=(oc.beta1, oc.beta2)),
-        "D": torch.optim.Adam(D.parameters(), lr=oc.d_lr * ratio, betas=(oc.beta1**ratio, oc.beta2**ratio)),
+        "D": torch.optim.Adam([p for p in D.parameters() if p not in task.frozen], lr=oc.d_lr * ratio,
+                              betas=(oc.beta1**ratio, oc.beta2**ratio)),
     }
     scalers = {name: torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16) for name in opts}
 
@@ -155,8 +156,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             raise ValueError(f"the data at {dc.source} changed since this run started (fingerprint "
                              f"{data.fingerprint()} != {state['dataset_fingerprint']}); exact resume needs the "
                              "same images. Start a new run, or restore the original data.")
-    elif dist.is_main:
-        run = create_run_dir(Path(rc.out), data.name, cfg.preset)
+    else:
+        # Transfer learning: weights only, loaded on every rank (then broadcast like fresh weights).
+        init_note = ckpt.init_weights(rc.init_from, cfg.model.arch, {"G": G, "D": D, "G_ema": G_ema}) \
+            if rc.init_from else None
+        if dist.is_main:
+            run = create_run_dir(Path(rc.out), data.name, cfg.preset)
     if dist.world_size > 1:  # every rank needs the folder name chosen by rank 0
         obj = [str(run) if dist.is_main else None]
         torch.distributed.broadcast_object_list(obj, src=0)
@@ -174,6 +179,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                     f"{data.num_classes} classes, {dist.world_size} processes, device {device}, ganforge {__version__}")
             for s in data.report.skipped:
                 log.log(f"skipped {s.path}: {s.reason}")
+            if init_note:
+                log.log(init_note)
         else:
             truncate_stats(run, step)
             log.log(f"resumed from {path.name} at step {step} ({step * oc.batch / 1000:.3f} kimg); "
@@ -252,6 +259,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                     continue
                 for name, m in task.modules.items():
                     m.requires_grad_(name == phase.module)
+                for p in task.frozen:
+                    p.requires_grad_(False)
                 opt, scaler = opts[phase.module], scalers[phase.module]
                 opt.zero_grad(set_to_none=True)
                 autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype and not phase.reg \
