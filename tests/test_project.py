@@ -168,3 +168,70 @@ def test_cli_project_needs_stylegan(tmp_path):
     assert res.exit_code == 1 and "needs a StyleGAN2 snapshot" in res.output
     with pytest.raises(ValueError, match="needs a StyleGAN2 snapshot"):
         project(ganforge.load(run), torch.zeros(3, 16, 16), steps=2)
+
+
+# ---- editing: seeds and projections through the same latent specs ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def proj_dir(G, style_run, result_wplus, tmp_path_factory):
+    return save_projection(result_wplus, tmp_path_factory.mktemp("edit") / "proj", snapshot=style_run)
+
+
+def test_latent_specs_mix_seeds_and_projections(G, proj_dir, result_wplus):
+    from ganforge.infer.style import draw, latents, seed_ws
+
+    lat = latents(G, f"2-3,{proj_dir}", labels=1)
+    assert lat.names == ["seed 2", "seed 3", str(proj_dir)] and lat.seeds == [2, 3, None]
+    assert torch.equal(lat.ws[:2], seed_ws(G, [2, 3], 1)) and torch.equal(lat.ws[2:], result_wplus.ws)
+    imgs = draw(G, lat.ws, lat.noise)
+    assert torch.allclose(imgs[:2], G.generate([2, 3], 1), atol=1e-5)  # seeds: the snapshot's const noise
+    assert torch.allclose(imgs[2], result_wplus.image, atol=1e-5)     # projection: its own noise
+    for bad, message in [("x-y", "not a seed"), (str(proj_dir.parent), "no latent.safetensors")]:
+        with pytest.raises(ValueError, match=message):
+            latents(G, bad, labels=1)
+
+
+def test_style_mix_edits_a_projected_photo(G, style_run, proj_dir, result_wplus, tmp_path):
+    from ganforge.infer.style import style_mix
+
+    grid = style_mix(G, str(proj_dir), "3-4", "middle", labels=1)  # the photo's coarse styles, seeds' finer ones
+    assert grid.shape[:2] == (2 * 16 + 2, 3 * 16 + 4)
+    cell = lambda r, c: grid[r * 18:r * 18 + 16, c * 18:c * 18 + 16]  # noqa: E731
+    assert np.abs(cell(1, 0).astype(int) - to_uint8(result_wplus.image[None])[0].transpose(1, 2, 0)).max() <= 1
+    assert not np.array_equal(cell(1, 1), cell(1, 0)) and not np.array_equal(cell(1, 1), cell(1, 2))
+    res = CliRunner().invoke(app, ["style-mix", str(style_run), "--rows", f"{proj_dir},0", "--cols", "3-4",
+                                   "--class", "1", "-o", str(tmp_path / "m.png")])
+    assert res.exit_code == 0, res.output
+    assert np.asarray(Image.open(tmp_path / "m.png")).shape[:2] == (3 * 16 + 4, 3 * 16 + 4)
+    res = CliRunner().invoke(app, ["style-mix", str(style_run), "--rows", "0", "--cols", str(tmp_path), "--class", "1"])
+    assert res.exit_code == 1 and "no latent.safetensors" in res.output
+
+
+def test_latent_arithmetic(G, proj_dir):
+    from ganforge.infer.style import arithmetic, latents
+
+    grid, direction = arithmetic(G, "0-3", "4-7", f"8,{proj_dir}", scales=[0, 1], labels=1)
+    lat = latents(G, "0-7", labels=1)
+    assert torch.allclose(direction, lat.ws[:4].mean(0) - lat.ws[4:].mean(0), atol=1e-6)
+    assert grid.shape[:2] == (2 * 16 + 2, 2 * 16 + 2)  # one row per C, one column per scale
+    # Scale 0 is C unchanged; A - A is no edit at all.
+    assert np.abs(grid[:16, :16].astype(int) - to_uint8(G.generate([8], 1))[0].transpose(1, 2, 0)).max() <= 1
+    zero_grid, zero = arithmetic(G, "0-3", "0-3", "8", scales=[0, 2], labels=1)
+    assert float(zero.abs().max()) == 0 and np.array_equal(zero_grid[:, :16], zero_grid[:, 18:])
+
+
+def test_interpolation_in_w_and_z(G, proj_dir, result_wplus, tmp_path):
+    from ganforge.infer.style import interpolate
+
+    w_walk = interpolate(G, "2", "9", 5, "w", labels=1)
+    z_walk = interpolate(G, "2", "9", 5, "z", labels=1)
+    ends = G.generate([2, 9], 1)
+    for walk in (w_walk, z_walk):  # both start and end on the seeds' images, and differ in between
+        assert torch.allclose(walk[0], ends[0], atol=1e-5) and torch.allclose(walk[-1], ends[1], atol=1e-5)
+    assert not torch.allclose(w_walk[2], z_walk[2], atol=1e-3)
+    photo = interpolate(G, str(proj_dir), "9", 4, "w", labels=1)  # its noise fades into the const noise
+    assert torch.allclose(photo[0], result_wplus.image, atol=1e-5) and torch.allclose(photo[-1], ends[1], atol=1e-5)
+    with pytest.raises(ValueError, match="no z"):
+        interpolate(G, str(proj_dir), "9", 4, "z", labels=1)
+    res = CliRunner().invoke(app, ["generate", str(proj_dir.parent.parent), "--class", "1"])  # not a snapshot
+    assert res.exit_code == 1

@@ -46,24 +46,14 @@ def _aug_fields(aug: str | None) -> dict[str, str]:
     return {"diffaugment": aug}
 
 
-def parse_seeds(text: str) -> list[int]:
+def parse_seeds(text: str, hint: str = "--seeds") -> list[int]:
     """'0-63' -> 0..63, '1,5,9' -> [1, 5, 9], '0-3,10' -> [0, 1, 2, 3, 10]."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-", 1))
-                if b < a:
-                    raise ValueError
-                seeds.extend(range(a, b + 1))
-            elif part:
-                seeds.append(int(part))
-        except ValueError:
-            raise typer.BadParameter(f"{part!r} is not a seed or range like 0-63", param_hint="--seeds") from None
-    if not seeds:
-        raise typer.BadParameter("no seeds given", param_hint="--seeds")
-    return seeds
+    from ganforge.seeds import parse_seeds as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -167,7 +157,10 @@ def generate(
     class_: Annotated[int | None, typer.Option("--class", help="class index for conditional snapshots")] = None,
     grid: Annotated[Path | None, typer.Option(help="write all images as one grid PNG here")] = None,
     outdir: Annotated[Path | None, typer.Option(help="write one PNG per seed into this folder")] = None,
-    interpolate: Annotated[str | None, typer.Option(help="latent walk between two seeds, e.g. 0,7")] = None,
+    interpolate: Annotated[str | None, typer.Option(help="latent walk between two seeds, e.g. 0,7 (StyleGAN2: "
+                                                          "or projection folders, e.g. proj/,7)")] = None,
+    space: Annotated[str, typer.Option(help="walk in z (spherical) or w (linear; StyleGAN2)")] = "z",
+    strip: Annotated[Path | None, typer.Option(help="also write 8 frames of the walk side by side as a PNG")] = None,
     frames: Annotated[int, typer.Option(min=2, max=2000, help="frames of the latent walk")] = 60,
     fps: Annotated[float, typer.Option(min=1, max=60, help="frames per second of the walk")] = 20,
     minutes: Annotated[float | None, typer.Option(help="wall-clock budget; stops cleanly when reached")] = None,
@@ -178,6 +171,8 @@ def generate(
 ) -> None:
     """Make images from a snapshot: a grid, one file per seed, or a latent-walk GIF."""
     try:
+        import numpy as np
+
         from ganforge.infer.images import make_grid, save_gif, save_grid, save_image, to_uint8
         from ganforge.infer.snapshot import load_generator
 
@@ -186,13 +181,23 @@ def generate(
             raise ValueError(f"this snapshot is class-conditional: add --class N with N in 0..{G.num_classes - 1} "
                              f"({', '.join(f'{i}={n}' for i, n in enumerate(G.class_names))})")
         if interpolate is not None:
-            pair = parse_seeds(interpolate)
-            if len(pair) != 2:
-                raise typer.BadParameter("give exactly two seeds, e.g. 0,7", param_hint="--interpolate")
+            ends = [e.strip() for e in interpolate.split(",")]
+            if len(ends) != 2:
+                raise typer.BadParameter("give exactly two ends, e.g. 0,7", param_hint="--interpolate")
             out = out or Path("walk.gif")
-            imgs = to_uint8(G.interpolate(pair[0], pair[1], frames, class_, psi=trunc))
+            if G.is_style:
+                from ganforge.infer.style import interpolate as walk
+
+                imgs = to_uint8(walk(G, ends[0], ends[1], frames, space, class_, psi=trunc))
+            elif space != "z":
+                raise ValueError(f"--space w needs a StyleGAN2 snapshot; this one is {G.meta.get('arch')}")
+            else:
+                a, b = (parse_seeds(e, "--interpolate")[0] for e in ends)
+                imgs = to_uint8(G.interpolate(a, b, frames, class_))
             save_gif([make_grid(imgs[i:i + 1], 1, 0) for i in range(len(imgs))], out, fps)
-            typer.echo(f"wrote {out} ({frames} frames)")
+            if strip is not None:
+                save_grid(imgs[np.linspace(0, len(imgs) - 1, min(8, len(imgs))).round().astype(int)], strip, 8)
+            typer.echo(f"wrote {out} ({frames} frames, {space} space)" + (f" and {strip}" if strip else ""))
             return
         if grid is None and outdir is None:
             raise ValueError("say where to write: --grid out.png and/or --outdir folder/")
@@ -212,22 +217,54 @@ def generate(
 @app.command("style-mix")
 def style_mix(
     snapshot: Annotated[str, typer.Argument(help="StyleGAN2 snapshot path or run folder")],
-    rows: Annotated[str, typer.Option(help="seeds whose images are restyled, e.g. 0-2")] = "0-2",
-    cols: Annotated[str, typer.Option(help="seeds that lend their styles, e.g. 3-5")] = "3-5",
+    rows: Annotated[str, typer.Option(help="latents restyled: seeds like 0-2 and/or projection folders")] = "0-2",
+    cols: Annotated[str, typer.Option(help="latents that lend their styles: seeds like 3-5 and/or projection "
+                                           "folders")] = "3-5",
     styles: Annotated[str, typer.Option(help="coarse | middle | fine | a layer range like 0-3")] = "coarse",
     out: Annotated[Path, typer.Option("--out", "-o", help="grid PNG to write")] = Path("mix.png"),
     class_: Annotated[int | None, typer.Option("--class", help="class index for conditional snapshots")] = None,
     trunc: Annotated[float, typer.Option(min=0.0, max=2.0, help="truncation psi (1 = off)")] = 1.0,
 ) -> None:
-    """Style mixing: each row seed with the coarse/middle/fine styles of each column seed (a grid)."""
+    """Style mixing: each row with the coarse/middle/fine styles of each column (a grid). Rows and columns are
+    seeds or photos projected with `ganforge project`, e.g. --rows proj/ --cols 3-5 --styles fine."""
     try:
         from ganforge.infer.images import save_image
         from ganforge.infer.snapshot import load_generator
         from ganforge.infer.style import style_mix as mix
 
         G = load_generator(snapshot)
-        save_image(mix(G, parse_seeds(rows), parse_seeds(cols), styles, class_, trunc), out)
+        save_image(mix(G, rows, cols, styles, class_, trunc), out)
         typer.echo(f"wrote {out}")
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+@app.command()
+def arithmetic(
+    snapshot: Annotated[str, typer.Argument(help="StyleGAN2 snapshot path or run folder")],
+    a: Annotated[str, typer.Option("--a", help="latents that have the attribute: seeds and/or projections")],
+    b: Annotated[str, typer.Option("--b", help="latents that lack it")],
+    c: Annotated[str, typer.Option("--c", help="latents to edit: seeds and/or projection folders")],
+    scales: Annotated[str, typer.Option(help="comma list of steps along mean(A) - mean(B)")] = "0,0.5,1,1.5",
+    out: Annotated[Path, typer.Option("--out", "-o", help="grid PNG: one row per C, one column per scale")] =
+    Path("arithmetic.png"),
+    class_: Annotated[int | None, typer.Option("--class", help="class index for conditional snapshots")] = None,
+    trunc: Annotated[float, typer.Option(min=0.0, max=2.0, help="truncation psi for seeds (1 = off)")] = 1.0,
+) -> None:
+    """Latent arithmetic in W: each C plus scale * (mean w of A - mean w of B), e.g. to add an attribute."""
+    try:
+        from ganforge.infer.images import save_image
+        from ganforge.infer.snapshot import load_generator
+        from ganforge.infer.style import arithmetic as edit
+
+        try:
+            steps = [float(v) for v in scales.split(",")]
+        except ValueError:
+            raise typer.BadParameter(f"{scales!r} is not a comma list of numbers", param_hint="--scales") from None
+        G = load_generator(snapshot)
+        grid, direction = edit(G, a, b, c, steps, class_, trunc)
+        save_image(grid, out)
+        typer.echo(f"wrote {out} (direction norm {float(direction[0].norm()):.3f} per layer)")
     except _user_errors() as exc:
         _fail(str(exc), 1)
 

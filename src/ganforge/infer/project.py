@@ -156,7 +156,8 @@ def parse_features(spec: str | None, G: LoadedGenerator) -> Features | None:
     raise ValueError(f"--features must be 'none' or 'judge:PATH' (a judge snapshot), got {spec!r}")
 
 
-def _noise_buffers(G: LoadedGenerator) -> dict[str, Tensor]:
+def noise_buffers(G: LoadedGenerator) -> dict[str, Tensor]:
+    """The snapshot's constant noise images by buffer name (what a projection's noise replaces)."""
     return {name: buf for name, buf in G.net.synthesis.named_buffers() if name.endswith("noise_const")}
 
 
@@ -232,7 +233,7 @@ def project(G: LoadedGenerator, target: Tensor, steps: int = 500, space: str = "
     start_image = synthesize_projection(G, w_avg[None, None].repeat(1, net.num_ws, 1))[0]
 
     gen = torch.Generator().manual_seed(seed)
-    noise = {k: torch.randn(b.shape, generator=gen).to(dev).requires_grad_(True) for k, b in _noise_buffers(G).items()}
+    noise = {k: torch.randn(b.shape, generator=gen).to(dev).requires_grad_(True) for k, b in noise_buffers(G).items()}
     layers = 1 if space == "w" else net.num_ws
     w_opt = w_avg[None, None].repeat(1, layers, 1).clone().requires_grad_(True)  # [1, 1 | num_ws, w_dim]
     opt = torch.optim.Adam([w_opt, *noise.values()], lr=lr, betas=(0.9, 0.999))
