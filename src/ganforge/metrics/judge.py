@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.nn import functional as F
 
 from ganforge import __version__
@@ -25,44 +26,89 @@ def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return images.float().div(127.5).sub(1.0)
 
 
+# A training-time augmentation: float [N, C, H, W] in [-1, 1] and the loop's CPU generator -> same shape.
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def translate(x: Tensor, g: torch.Generator) -> Tensor:
+    """The judge's augmentation: the whole batch shifted by up to 2 px, filling with black."""
+    dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    return torch.roll(F.pad(x, (2, 2, 2, 2), value=-1.0), (dy, dx), (2, 3))[:, :, 2:-2, 2:-2]
+
+
+def fit_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, steps: int, batch: int = 128,
+                   lr: float = 2e-3, width: int = 32, seed: int = 0, augment: Augment | None = None,
+                   device: str | torch.device = "cpu", progress_every: int = 0,
+                   on_progress: Callable[[int, float], None] | None = None) -> Classifier:
+    """Train a fresh ``Classifier`` for exactly ``steps`` Adam steps (one-cycle schedule) on uint8 images.
+
+    Batches walk through random permutations of the set (the last partial batch of each pass is dropped);
+    a set smaller than ``batch`` fills each batch from several fresh permutations, so every step sees
+    ``batch`` samples whatever the set size. The same ``seed`` gives the same initial weights for any data.
+    ``on_progress(step, mean loss since the last call)`` runs every ``progress_every`` steps.
+    """
+    if steps < 1:
+        raise ValueError(f"need at least one training step, got {steps} (check epochs, batch and set size)")
+    n, c, h, _ = images.shape
+    if n == 0:
+        raise ValueError("cannot train a classifier on an empty set")
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    net = Classifier(resolution=h, channels=c, num_classes=num_classes, width=width).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    x_all, y_all = torch.as_tensor(np.array(images)), torch.as_tensor(np.array(labels))  # writable copies
+    g = torch.Generator().manual_seed(seed)
+    order, pos = torch.empty(0, dtype=torch.long), 0
+    total = torch.zeros((), device=dev)
+    net.train()
+    for step in range(1, steps + 1):
+        if pos + batch > len(order):
+            order, pos = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-batch // n))]), 0
+        idx = order[pos:pos + batch]
+        pos += batch
+        x = to_float(x_all[idx]).to(dev)
+        if augment is not None:
+            x = augment(x, g)
+        loss = F.cross_entropy(net(x), y_all[idx].to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.detach()  # summed on the device: no host sync per step
+        if on_progress is not None and progress_every and step % progress_every == 0:
+            on_progress(step, float(total) / progress_every)
+            total.zero_()
+    return net.eval()
+
+
 def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int = 5,
                      batch: int = 128, lr: float = 2e-3, width: int = 32, seed: int = 0,
                      log: Callable[[str], None] = print) -> Classifier:
     """Adam with a cosine schedule; random translation by up to 2 px as augmentation."""
-    torch.manual_seed(seed)
-    n, c, h, _ = images.shape
-    net = Classifier(resolution=h, channels=c, num_classes=num_classes, width=width)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = epochs * (n // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    x_all, y_all = torch.as_tensor(np.array(images)), torch.as_tensor(np.array(labels))  # writable copies
-    g = torch.Generator().manual_seed(seed)
+    per_epoch = len(images) // batch
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        net.train()
-        perm = torch.randperm(n, generator=g)
-        total = 0.0
-        for i in range(n // batch):
-            idx = perm[i * batch:(i + 1) * batch]
-            x = to_float(x_all[idx])
-            dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
-            x = torch.roll(F.pad(x, (2, 2, 2, 2), value=-1.0), (dy, dx), (2, 3))[:, :, 2:-2, 2:-2]
-            loss = F.cross_entropy(net(x), y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-        log(f"judge epoch {epoch + 1}/{epochs}: loss {total / max(1, n // batch):.4f} "
-            f"({time.perf_counter() - t0:.0f} s)")
-    return net.eval()
+
+    def report(step: int, loss: float) -> None:
+        log(f"judge epoch {step // per_epoch}/{epochs}: loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
+
+    return fit_classifier(images, labels, num_classes, steps=epochs * per_epoch, batch=batch, lr=lr,
+                          width=width, seed=seed, augment=translate, progress_every=per_epoch, on_progress=report)
 
 
 @torch.no_grad()
-def accuracy(net: Classifier, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
-    x = images if isinstance(images, torch.Tensor) and images.is_floating_point() else to_float(images)
-    _, logits = net.predict(x)
-    return float((logits.argmax(1) == torch.as_tensor(np.asarray(labels))).float().mean())
+def accuracy(net: Classifier, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor,
+             batch: int = 500) -> float:
+    """Top-1 accuracy, in batches on the net's device (uint8 images are converted a batch at a time)."""
+    net.eval()
+    device = next(net.parameters()).device
+    y = torch.as_tensor(np.asarray(labels))
+    correct = 0
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch]
+        x = x if isinstance(x, torch.Tensor) and x.is_floating_point() else to_float(x)
+        correct += int((net(x.to(device)).argmax(1).cpu() == y[i:i + batch]).sum())
+    return correct / max(1, len(images))
 
 
 def save_judge(net: Classifier, folder: Path, name: str, meta: dict[str, Any]) -> Path:
