@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
 
 import numpy as np
@@ -234,3 +235,26 @@ def test_manifold_metrics_and_is_reject_too_few_samples():
     assert density_coverage(_features(0, n=6), fake[:1], k=5)[1] >= 0  # fakes need no k-NN radii
     with pytest.raises(ValueError, match="splits"):
         inception_score(torch.zeros(5, 10), splits=10)
+
+
+def test_cli_judge_train_on_a_folder_and_on_digits(tmp_path):
+    from typer.testing import CliRunner
+
+    from ganforge.cli import app
+    from tests.conftest import make_class_folder
+
+    folder = make_class_folder(tmp_path / "shapes", n_per_class=60)  # no test/ -> 10 % held out
+    res = CliRunner().invoke(app, ["judge", "train", "--data", str(folder), "--resolution", "16", "--epochs", "6",
+                                   "--width", "8", "--out", str(tmp_path / "j")])
+    assert res.exit_code == 0, res.output
+    assert "10 % held out from training (18 images, seed 0)" in res.output
+    net = load_judge(tmp_path / "j" / "judge-shapes")
+    meta = json.loads((tmp_path / "j" / "judge-shapes.json").read_text())
+    assert meta["class_names"] == ["bar", "disc", "square"] and net.resolution == 16
+    assert meta["test_accuracy"] > 0.6 and meta["recipe"].startswith("ganforge judge train --data")
+    res = CliRunner().invoke(app, ["judge", "train", "--data", "digits", "--resolution", "8", "--epochs", "2",
+                                   "--width", "8", "--name", "d", "--out", str(tmp_path / "j")])
+    assert res.exit_code == 0, res.output
+    assert "on the test split" in res.output and (tmp_path / "j" / "d.safetensors").exists()
+    res = CliRunner().invoke(app, ["judge", "train", "--data", str(tmp_path / "empty")])
+    assert res.exit_code == 1 and "empty" in res.output

@@ -16,6 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
                   help="Train GANs on your own images and put them to work.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Look at a dataset before training on it.")
 app.add_typer(dataset_app, name="dataset")
+judge_app = typer.Typer(no_args_is_help=True, help="The judge: a small domain classifier for offline FID/KID.")
+app.add_typer(judge_app, name="judge")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -332,6 +334,35 @@ def synthesize(
 # ---------------------------------------------------------------------------------------------------------
 # dataset
 # ---------------------------------------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------------------------------------
+# judge
+# ---------------------------------------------------------------------------------------------------------
+
+@judge_app.command("train")
+def judge_train(
+    data: Annotated[str, typer.Option(help="labelled data: fashion-mnist, digits, or a folder of class "
+                                           "subfolders (with train/ and test/ for a test split)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for <name>.safetensors + <name>.json")] =
+    Path("judges"),
+    name: Annotated[str | None, typer.Option(help="snapshot name [default: judge-<dataset>]")] = None,
+    resolution: Annotated[int, typer.Option(help="input size; a multiple of 8")] = 32,
+    resize: Annotated[str, typer.Option(help="pad | crop | stretch (how images reach the resolution)")] = "pad",
+    epochs: Annotated[int, typer.Option(min=1, max=1000)] = 6,
+    width: Annotated[int, typer.Option(min=4, max=512, help="channels of the first level (x2, x4 after)")] = 32,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """Train a judge on a labelled dataset and save it as a snapshot; use it as --extractor judge:PATH."""
+    try:
+        from ganforge.metrics.judge import save_judge, train_judge
+
+        net, meta = train_judge(data, resolution, resize, epochs, width, seed, log=typer.echo)
+        stem = name or "judge-" + "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in Path(data).name)
+        path = save_judge(net, out, stem, meta)
+        typer.echo(f"accuracy {meta['test_accuracy']:.4f} on the {meta['accuracy_measured_on']}; wrote {path}")
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
 
 @dataset_app.command("inspect")
 def dataset_inspect(
