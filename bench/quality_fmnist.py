@@ -94,7 +94,9 @@ def stage_judge(epochs: int) -> None:
     net = train_classifier(train_set.images, train_set.labels, 10, epochs=epochs, seed=0)
     secs = time.perf_counter() - t0
     acc = accuracy(net, test.images, test.labels)
+    # input_fit: extractors pad smaller images (native 28x28) to 32x32 as this judge was trained, not resize them.
     save_judge(net, RESULTS, JUDGE.name, {"dataset": train_set.describe(), "test_accuracy": acc,
+                                          "input_fit": "pad",
                                           "recipe": f"bench/quality_fmnist.py judge --epochs {epochs}"})
     write("judge-quality", {"bench": "judge", "test_accuracy": round(acc, 4), "epochs": epochs,
                                   "train_seconds": round(secs, 1), "params": sum(p.numel() for p in net.parameters())})
