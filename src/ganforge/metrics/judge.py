@@ -26,6 +26,43 @@ def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return images.float().div(127.5).sub(1.0)
 
 
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights, as PIL's "L" conversion
+JUDGE_FITS = ("resize", "pad")
+
+
+def judge_input(x: Tensor, channels: int, resolution: int, fit: str = "resize") -> Tensor:
+    """Bring images in [-1, 1] of any channel count and size to what a judge takes: ``[N, channels, resolution,
+    resolution]``. Differentiable (projection uses it inside its loss).
+
+    Channels: gray -> RGB by repetition, RGB -> gray by the ITU-R 601 luma weights, alpha (the last of 2 or 4
+    channels) composited over black and dropped; an RGBA judge gets an opaque alpha. Size: ``fit="pad"`` centres
+    images no larger than the judge's resolution on black, as ``load_dataset(resize="pad")`` does for built-ins
+    (Fashion-MNIST 28 -> 32); anything else is resized with bilinear interpolation (antialiased when shrinking).
+    """
+    if fit not in JUDGE_FITS:
+        raise ValueError(f"judge fit must be one of {', '.join(JUDGE_FITS)}, got {fit!r}")
+    assert x.ndim == 4 and x.shape[1] in (1, 2, 3, 4), f"expected [N, 1..4, H, W], got {list(x.shape)}"
+    c = x.shape[1]
+    if c in (2, 4):  # composite over black, then drop alpha: black is -1 in [-1, 1]
+        alpha = (x[:, -1:] + 1) / 2
+        x = (x[:, :-1] + 1) * alpha - 1
+        c -= 1
+    if c == 1 and channels >= 3:
+        x = x.repeat(1, 3, 1, 1)
+    elif c == 3 and channels == 1:
+        x = (x * x.new_tensor(_LUMA)[None, :, None, None]).sum(1, keepdim=True)
+    if channels == 4:  # an RGBA judge: opaque
+        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+    h, w = x.shape[-2:]
+    if fit == "pad" and h <= resolution and w <= resolution and (h, w) != (resolution, resolution):
+        top, left = (resolution - h) // 2, (resolution - w) // 2  # the split load_dataset's padding uses
+        x = F.pad(x, (left, resolution - w - left, top, resolution - h - top), value=-1.0)
+    elif h != resolution or w != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                          antialias=w > resolution)
+    return x  # [N, channels, resolution, resolution]
+
+
 # A training-time augmentation: float [N, C, H, W] in [-1, 1] and the loop's CPU generator -> same shape.
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -153,6 +190,8 @@ def train_judge(source: str, resolution: int = 32, resize: str = "pad", epochs: 
     acc = accuracy(net, x_test, y_test)
     meta = {"dataset": data.describe(), "class_names": list(data.class_names), "test_accuracy": acc,
             "accuracy_measured_on": how, "resize": resize,
+            # How extractors bring other-sized images to this judge: pad (as Fashion-MNIST 28 -> 32) or resize.
+            "input_fit": "pad" if resize == "pad" else "resize",
             "recipe": f"ganforge judge train --data {source} --resolution {resolution} --resize {resize} "
                       f"--epochs {epochs} --width {width} --seed {seed}"}
     return net, meta
