@@ -133,24 +133,6 @@ def judge_features(path: str | Path, device: str | torch.device = "cpu") -> Feat
     return extract
 
 
-def judge_input(x: Tensor, jc: int, jr: int) -> Tensor:
-    """Images ``[N, C, H, W]`` in [-1, 1] (any C) -> ``[N, jc, jr, jr]``, the conversion of :func:`judge_features`."""
-    c = x.shape[1]
-    if c in (2, 4):  # composite over black, then drop alpha: black is -1 in [-1, 1]
-        alpha = (x[:, -1:] + 1) / 2
-        x = (x[:, :-1] + 1) * alpha - 1
-        c -= 1
-    if c == 1 and jc >= 3:
-        x = x.repeat(1, 3, 1, 1)
-    elif c == 3 and jc == 1:
-        x = (x * x.new_tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
-    if jc == 4:  # an RGBA judge: opaque
-        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
-    if x.shape[-1] != jr or x.shape[-2] != jr:
-        x = F.interpolate(x, size=(jr, jr), mode="bilinear", align_corners=False, antialias=x.shape[-1] > jr)
-    return x
-
-
 def parse_features(spec: str | None, G: LoadedGenerator) -> Features | None:
     """``none`` (or None) -> pixel loss only; ``judge:PATH`` -> :func:`judge_features`."""
     if spec is None or spec.strip().lower() == "none":

@@ -35,9 +35,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ganforge.infer.project import judge_input
 from ganforge.infer.style import snapshot_hash
-from ganforge.metrics.judge import load_judge
+from ganforge.metrics.judge import judge_input, load_judge
 from ganforge.nets.classifier import Classifier
 from ganforge.train.checkpoint import CheckpointError
 
@@ -47,8 +46,7 @@ _NORM_EPS = 1e-10  # as LPIPS's normalize_tensor: guards all-zero feature maps
 
 
 def _to_judge_input(x: Tensor, net: Classifier) -> Tensor:
-    # The one place that adapts images to the judge; it follows project.judge_features so that the projector's
-    # feature loss and this distance see the same judge input.
+    # The same adaptation as the projector's feature loss and the judge extractor (metrics.judge.judge_input).
     return judge_input(x, net.channels, net.resolution)
 
 
