@@ -336,6 +336,131 @@ def synthesize(
 # ---------------------------------------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------------------------------------------
+# eval
+# ---------------------------------------------------------------------------------------------------------
+
+def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(record))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ganforge eval ({record['kind']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in record["metrics"].items():
+        table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    Console().print(table)
+    p = record["protocol"]
+    ex = p.get("extractor")
+    if ex:
+        typer.echo(f"extractor {ex['extractor']} sha256 {ex['sha256'][:16]}..., real {p['real'].get('count')} "
+                   f"images ({p['real'].get('split')}), fake {p['fake'].get('count')}; --json for the full protocol")
+    if p.get("written_to"):
+        typer.echo(f"appended to {p['written_to']}")
+
+
+@app.command("eval")
+def eval_(
+    sources: Annotated[list[str], typer.Argument(help="REAL FAKE (two folders / built-ins), or SNAPSHOT with "
+                                                      "--data, or `cas SNAPSHOT`, or `pairs OUTPUTS REFERENCES`")],
+    metrics: Annotated[str | None, typer.Option(help="comma list: fid,kid,pr,dc,is (+ ppl for snapshots); pairs: "
+                                                     "psnr,ssim,ms-ssim,perceptual [default: fid,kid / psnr,ssim]")]
+    = None,
+    extractor: Annotated[str, typer.Option(help="judge (shipped Fashion-MNIST judge), judge:PATH, inception, "
+                                                "inception:clean, inception:PATH")] = "judge",
+    data: Annotated[str | None, typer.Option(help="reference dataset for a snapshot (or cas)")] = None,
+    split: Annotated[str | None, typer.Option(help="reference split [default: test for built-ins]")] = None,
+    num: Annotated[int | None, typer.Option(min=2, help="generated samples (snapshot, default 10000) or images "
+                                                        "per folder (default all)")] = None,
+    trunc: Annotated[float, typer.Option(min=0.0, max=2.0, help="StyleGAN2 truncation psi")] = 1.0,
+    seed: Annotated[int, typer.Option(min=0, help="KID subsets, folder subsets, PPL sampling")] = 0,
+    resolution: Annotated[int | None, typer.Option(help="load folders at this size [default: extractor's]")] = None,
+    resize: Annotated[str, typer.Option(help="crop | pad | stretch for folders")] = "crop",
+    crop_border: Annotated[int, typer.Option(min=0, help="pairs: pixels cropped from each border")] = 0,
+    y_channel: Annotated[bool, typer.Option("--y-channel", help="pairs: PSNR/SSIM on BT.601 luma")] = False,
+    real_per_class: Annotated[str, typer.Option(help="cas: N real images per class, comma list")] = "10,50,200",
+    synthetic_per_class: Annotated[int, typer.Option(min=1, help="cas: M synthetic images per class")] = 500,
+    seeds: Annotated[str, typer.Option(help="cas: classifier training seeds")] = "0-2",
+    steps: Annotated[int, typer.Option(min=1, help="cas: optimizer steps per classifier (every arm)")] = 2000,
+    cache_dir: Annotated[Path | None, typer.Option(help="feature cache [default: ~/.cache/ganforge/features]")]
+    = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object: values and protocol")] = False,
+) -> None:
+    """Evaluate with a stated protocol. Examples:
+
+    ganforge eval real/ fake/ --metrics fid,kid,pr --extractor judge:judges/judge-logos --json
+
+    ganforge eval runs/00003-x/snapshots/latest --data fashion-mnist --num 10000 --metrics fid,kid,is
+
+    ganforge eval cas runs/00005-x/snapshots/latest --data fashion-mnist --real-per-class 10,50,200
+
+    ganforge eval pairs restored/ originals/ --metrics psnr,ssim --y-channel --crop-border 4
+    """
+    try:
+        from ganforge.metrics import evaluate as ev
+
+        log = (lambda m: typer.echo(m, err=True)) if as_json else typer.echo
+        mode = sources[0] if sources[0] in ("cas", "pairs") else ("snapshot" if len(sources) == 1 else "sets")
+        args = sources[1:] if mode in ("cas", "pairs") else sources
+        want = {"cas": 1, "pairs": 2, "snapshot": 1, "sets": 2}[mode]
+        if len(args) != want:
+            raise typer.BadParameter(f"{mode} takes {want} path(s), got {len(args)}: {' '.join(args)}",
+                                     param_hint="SOURCES")
+        if mode == "cas":
+            _eval_cas(args[0], data, real_per_class, synthetic_per_class, seeds, steps, trunc, device, as_json,
+                      log)
+            return
+        if mode == "pairs":
+            judge = extractor.split(":", 1)[1] if extractor.startswith("judge:") else None
+            record = ev.evaluate_pairs(args[0], args[1], metrics or "psnr,ssim", crop_border, y_channel, judge,
+                                       device)
+        elif mode == "snapshot":
+            if data is None:
+                raise typer.BadParameter("a snapshot is compared with a dataset: add --data (e.g. fashion-mnist)",
+                                         param_hint="--data")
+            record = ev.evaluate_snapshot(args[0], data, metrics or "fid,kid", extractor, num or 10_000, split,
+                                          trunc, seed, cache_dir=cache_dir, device=device, log=log)
+        else:
+            record = ev.evaluate_sets(args[0], args[1], metrics or "fid,kid", extractor, resolution, resize, num,
+                                      seed, cache_dir, device, log=log)
+        _print_record(record.to_dict(), as_json)
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+def _eval_cas(snapshot: str, data: str | None, real_per_class: str, synthetic_per_class: int, seeds: str,
+              steps: int, trunc: float, device: str, as_json: bool, log) -> None:
+    from ganforge.data import load_dataset
+    from ganforge.infer.snapshot import load_generator
+    from ganforge.metrics.cas import CasConfig, run_cas
+
+    if data is None:
+        raise typer.BadParameter("cas needs the labelled dataset: --data (e.g. fashion-mnist)", param_hint="--data")
+    try:
+        ns = [int(n) for n in real_per_class.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{real_per_class!r} is not a comma list like 10,50,200",
+                                 param_hint="--real-per-class") from None
+    G = load_generator(snapshot, device=device)
+    # The fixed classifier needs a multiple of 8: smaller images are padded on black (real and synthetic alike).
+    res = -(-G.net.resolution // 8) * 8
+    train_set = load_dataset(data, res, resize="pad", use_labels=True)
+    test_set = load_dataset(data, res, resize="pad", use_labels=True, split="test")
+    report = run_cas(train_set.images, train_set.labels, test_set.images, test_set.labels, G, ns,
+                     synthetic_per_class, parse_seeds(seeds, "--seeds"),
+                     CasConfig(steps=steps, trunc=trunc, device=device, fit="pad"),
+                     class_names=train_set.class_names, snapshot=snapshot, log=log)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        for line in report.summary_lines():
+            typer.echo(line)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # judge
 # ---------------------------------------------------------------------------------------------------------
 

@@ -93,10 +93,14 @@ def check_generator(generator: ConditionalGenerator, num_classes: int,
                          f"(same names in the same order needed: class k must mean the same thing to both)")
 
 
-def _resize(x: Tensor, resolution: int) -> Tensor:
+def _resize(x: Tensor, resolution: int, fit: str = "resize") -> Tensor:
     # Bilinear with antialias: a proper low-pass when shrinking (plain bilinear aliases), smooth when growing.
     if x.shape[-1] == resolution and x.shape[-2] == resolution:
         return x
+    if fit == "pad" and x.shape[-1] <= resolution and x.shape[-2] <= resolution:
+        # Centred on black (-1), as load_dataset(resize="pad") brings Fashion-MNIST 28 -> 32.
+        top, left = (resolution - x.shape[-2]) // 2, (resolution - x.shape[-1]) // 2
+        return F.pad(x, (left, resolution - x.shape[-1] - left, top, resolution - x.shape[-2] - top), value=-1.0)
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
 
 
@@ -104,11 +108,12 @@ def _resize(x: Tensor, resolution: int) -> Tensor:
 def synthesize_per_class(generator: ConditionalGenerator, per_class: int, first_seed: int = 0, trunc: float = 1.0,
                          batch: int = 256, *, resolution: int | None = None, channels: int | None = None,
                          num_classes: int | None = None, class_names: Sequence[str] | None = None,
-                         ) -> tuple[np.ndarray, np.ndarray]:
+                         fit: str = "resize") -> tuple[np.ndarray, np.ndarray]:
     """``per_class`` samples of every class as (uint8 ``[K * per_class, C, H, W]``, int64 labels), class-major.
 
     Class k uses latent seeds ``first_seed + k * per_class ...``, the layout of ``ganforge synthesize``, so each
-    image can be re-drawn. Images are resized to ``resolution`` if given; ``channels``, ``num_classes`` and
+    image can be re-drawn. Images are brought to ``resolution`` if given (``fit``: "resize", or "pad" smaller
+    images on black as the real data was); ``channels``, ``num_classes`` and
     ``class_names`` (the real data's) are checked against the generator when given.
     """
     if per_class < 1:
@@ -125,7 +130,7 @@ def synthesize_per_class(generator: ConditionalGenerator, per_class: int, first_
                 raise ValueError(f"the generator makes {x.shape[1]}-channel images but the dataset has {channels} "
                                  f"channels; load the data with channels={x.shape[1]}")
             if resolution is not None:
-                x = _resize(x, resolution)
+                x = _resize(x, resolution, fit)
             images.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
             labels.append(np.full(len(part), k, np.int64))
     return np.concatenate(images), np.concatenate(labels)
@@ -191,6 +196,7 @@ class CasConfig:
     gen_batch: int = 256
     arms: tuple[str, ...] = ARMS
     device: str = "cpu"
+    fit: str = "resize"  # how synthetic images reach the real resolution: "resize", or "pad" (Fashion-MNIST 28 -> 32)
 
 
 @dataclass
@@ -375,7 +381,7 @@ def run_cas(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.
             f"psi {cfg.trunc:g})")
         synth_x, synth_y = synthesize_per_class(generator, synthetic_per_class, cfg.synthetic_first_seed,
                                                 cfg.trunc, cfg.gen_batch, resolution=resolution, channels=channels,
-                                                num_classes=num_classes, class_names=class_names)
+                                                num_classes=num_classes, class_names=class_names, fit=cfg.fit)
 
     def train_and_test(arm: str, n: int | None, x: np.ndarray, y: np.ndarray, seed: int) -> float:
         t = time.perf_counter()
