@@ -98,3 +98,13 @@ def style_run(tmp_path_factory) -> Path:
     cfg = resolve_config("stylegan2-32", tiny_overrides(str(data), root / "runs", 0.032, model={
         "w_dim": 16, "mapping_layers": 2, "cond": "projection"}))
     return train(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models and float64 metric code: on a 2-core machine shared with other processes, a 2-thread pool
+    waits on the busy core at every op (60 classifier steps took 32 s instead of 0.3 s). Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -75,14 +75,7 @@ class FakeGenerator:
         return torch.as_tensor(np.stack(out), dtype=torch.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These nets are too small to gain from a second thread, and when another process holds one of two cores
-    # a two-thread pool waits on it at every op: 60 steps took 32 s instead of 0.3 s.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

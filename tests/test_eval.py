@@ -17,13 +17,7 @@ from ganforge.metrics.judge import save_judge
 from ganforge.nets.classifier import Classifier
 from tests.conftest import make_class_folder
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

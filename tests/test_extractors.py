@@ -34,14 +34,7 @@ from ganforge.metrics.judge import judge_input, save_judge, to_float
 from ganforge.nets.classifier import Classifier
 from tests.conftest import make_class_folder
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small convolutions: a second thread only waits on the other benchmark processes of a 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_judge(folder: Path, channels: int = 1, resolution: int = 8, seed: int = 0, **meta) -> Path:

@@ -26,14 +26,7 @@ def _noisy_pair(shape, seed=0, noise=30):
     return a, b
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These are many small float64 convolutions: on a busy 2-core machine each 2-thread op waited ~10 ms for the
-    # second thread, making the file 3x slower than single-threaded. Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,7 @@ from ganforge.metrics.ppl import filtered_mean, path_distances, perceptual_path_
 from ganforge.nets import build_generator
 from ganforge.nets.classifier import Classifier
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The machine is shared with benchmarks; one thread also keeps the float sums reproducible.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_judge(folder: Path, channels: int = 3, resolution: int = 16) -> Path:
