@@ -157,6 +157,9 @@ def evaluate(model: str, run: Path, minutes: float | None, tag: str = "", overri
     labels = torch.arange(10_000) % 10 if G.num_classes else None
     fakes = torch.cat([G.generate(seeds[i:i + 1000], None if labels is None else labels[i:i + 1000])
                        for i in range(0, 10_000, 1000)])
+    # As saved images are: clamped to [-1, 1] and quantised to uint8 (StyleGAN2's output layer is linear, so its
+    # raw samples leave [-1, 1]; the judge must see what a user gets, as `ganforge eval` does).
+    fakes = to_float(to_uint8(fakes))
     if fakes.shape[-1] < RES:  # a 28x28 model: zero-pad (black, -1) exactly as the real images were
         p = (RES - fakes.shape[-1]) // 2
         fakes = torch.nn.functional.pad(fakes, (p, p, p, p), value=-1.0)
@@ -219,7 +222,8 @@ def main() -> None:
         stage_small_data(args.images or 2000, args.arms.split(","), args.minutes, args.seed, args.kimg, args.set,
                          args.device, args.results)
     else:
-        evaluate(args.model, args.run, args.minutes)
+        evaluate(args.model, args.run, args.minutes, tag=args.tag, overrides=args.set, images=args.images,
+                 arm=args.arm)
 
 
 if __name__ == "__main__":

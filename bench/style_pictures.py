@@ -5,7 +5,8 @@
 Writes docs/img/sg2-{truncation,style-mix,walk,arithmetic,edit}.png (2x nearest-neighbour enlarged). The
 arithmetic picture picks its seed sets with the shipped judge: A = seeds it calls "Sneaker", B = seeds it calls
 "Ankle boot", C = other ankle boots; the edit picture projects Fashion-MNIST test image 0 (held out) and then
-mixes and shifts its latents.
+mixes and shifts its latents (rows: target, projection, projection + middle styles of seeds 5-9 / those seeds /
+target, projection moved along the boot -> sneaker direction by 0, 0.5, 1, 1.5).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import ganforge
 from ganforge.data import load_dataset
 from ganforge.infer.images import make_grid, save_image, to_uint8
 from ganforge.infer.project import judge_features, project, save_projection
-from ganforge.infer.style import arithmetic, interpolate, style_mix
+from ganforge.infer.style import arithmetic, draw, interpolate, latents, style_layers, style_mix
 from ganforge.metrics.judge import load_judge, to_float
 
 HERE = Path(__file__).resolve().parent
@@ -69,19 +70,24 @@ def main() -> None:
     save(grid, "sg2-arithmetic.png")
     print(f"arithmetic: {len(sneakers)} sneakers, {len(boots)} ankle boots among {len(seeds)} seeds")
 
-    # Editing a real (held-out) image: project test image 0, then mix its coarse styles with seeds' middle ones,
-    # and move it along the boot -> sneaker direction.
+    # Editing a real (held-out) image: project test image 0; row 1: target, projection, the projection with the
+    # middle styles of seeds 5-9 (row 2 shows those seeds); row 3: target, then the projection moved along the
+    # ankle boot -> sneaker direction by 0, 0.5, 1, 1.5.
     target = to_float(load_dataset("fashion-mnist", 32, resize="pad", split="test").images[:1])[0]
     with tempfile.TemporaryDirectory() as tmp:
         r = project(G, target, steps=args.steps, space="w+", features=judge_features(JUDGE), seed=0)
-        proj = str(save_projection(r, Path(tmp) / "proj", snapshot=args.snapshot))
-        mix = style_mix(G, proj, "5-9", "middle")
-        shift, _ = arithmetic(G, spec(a), spec(b), proj, scales=[0, 0.5, 1.0, 1.5])
-    target_cell = make_grid(to_uint8(target[None]), 1)
-    pad = np.zeros((mix.shape[0] - target_cell.shape[0], target_cell.shape[1], 1), np.uint8)
-    gap = np.zeros((mix.shape[0], 8, 1), np.uint8)
-    shift = np.concatenate([shift, np.zeros((mix.shape[0] - shift.shape[0], shift.shape[1], 1), np.uint8)])
-    save(np.concatenate([np.concatenate([pad, target_cell]), gap, mix, gap, shift], axis=1), "sg2-edit.png")
+        photo = latents(G, str(save_projection(r, Path(tmp) / "proj", snapshot=args.snapshot)))
+    donors = latents(G, "5-9")
+    layers = style_layers(G.net.num_ws, "middle")
+    mixed = photo.ws.repeat(len(donors.ws), 1, 1)
+    mixed[:, layers.start:layers.stop] = donors.ws[:, layers.start:layers.stop]
+    _, direction = arithmetic(G, spec(a), spec(b), "0", scales=[0])
+    moved = torch.stack([photo.ws[0] + s * direction.to(photo.ws) for s in (0, 0.5, 1.0, 1.5)])
+    blank = torch.full_like(target[None], -1.0)
+    cells = torch.cat([target[None], r.image[None], draw(G, mixed, photo.noise * len(mixed)),
+                       blank, blank, draw(G, donors.ws, donors.noise),
+                       target[None], draw(G, moved, photo.noise * len(moved)), blank, blank])
+    save(make_grid(to_uint8(cells.clamp(-1, 1)), 7), "sg2-edit.png")
     print(f"projection PSNR {r.psnr:.2f} dB (mean-w start {r.start_psnr:.2f} dB)")
 
 
