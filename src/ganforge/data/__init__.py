@@ -8,6 +8,7 @@ from ganforge.data.dataset import (
     SkippedFile,
     inspect_source,
     load_dataset,
+    parse_builtin,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "SkippedFile",
     "inspect_source",
     "load_dataset",
+    "parse_builtin",
 ]

@@ -223,7 +223,7 @@ def load_dataset(
     """
     _check_args(resolution, channels, resize, max_images, split, max_pixels)
     resolution = int(resolution)
-    builtin = _parse_builtin(source)
+    builtin = parse_builtin(source)
     if builtin is not None:
         return _load_builtin(*builtin, resolution, channels, resize, max_images, use_labels, split, seed)
     path = Path(source).expanduser()
@@ -237,7 +237,7 @@ def inspect_source(source: str | Path, split: Split = "train", *, max_pixels: in
     Used by `ganforge dataset inspect`. Only a missing or unusable source raises `DatasetError`.
     """
     _check_split_and_limit(split, max_pixels)
-    builtin = _parse_builtin(source)
+    builtin = parse_builtin(source)
     if builtin is not None:
         name, location = builtin
         images, labels, class_names = BUILTINS[name](split, location)
@@ -290,8 +290,9 @@ def _check_pil_settings() -> None:
         )
 
 
-def _parse_builtin(source: str | Path) -> tuple[str, str | None] | None:
-    # A Path is always a path; a string is a built-in when its name (before an optional ":dir") is one.
+def parse_builtin(source: str | Path) -> tuple[str, str | None] | None:
+    """``"fashion-mnist"`` or ``"fashion-mnist:/dir"`` -> (name, location); None for anything else. A Path is
+    always a path; a string is a built-in when its name (before an optional ":dir") is one."""
     if isinstance(source, Path):
         return None
     name, _, location = str(source).partition(":")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ganforge import __version__
-from ganforge.data import BUILTINS
+from ganforge.data import parse_builtin
 from ganforge.metrics.distribution import (
     density_coverage,
     frechet_distance,
@@ -89,7 +89,7 @@ def distribution_metrics(real: FeatureSet, fake: FeatureSet, metrics: Sequence[s
 
 def _default_split(source: str | Path) -> str:
     # Built-ins are compared with their held-out test split; a folder is used whole (its "train" split).
-    return "test" if str(source).split(":")[0] in BUILTINS else "train"
+    return "test" if parse_builtin(source) else "train"
 
 
 def evaluate_sets(real: str | Path, fake: str | Path, metrics: Sequence[str] = ("fid", "kid"),
@@ -100,7 +100,7 @@ def evaluate_sets(real: str | Path, fake: str | Path, metrics: Sequence[str] = (
     ``real``). Folders are loaded at ``resolution`` (default: the extractor's input size) with ``resize``."""
     metrics = parse_metrics(metrics, DISTRIBUTION_METRICS)
     ex = get_extractor(extractor, device)
-    if resolution is None and not all(str(s).split(":")[0] in BUILTINS for s in (real, fake)):
+    if resolution is None and not all(parse_builtin(s) for s in (real, fake)):
         resolution = ex.protocol()["input_resolution"]
     sets = [dataset_features(ex, s, _default_split(s), num, resolution, seed, cache_dir, resize=resize, log=log)
             for s in (real, fake)]
@@ -142,7 +142,7 @@ def evaluate_snapshot(snapshot: str | Path, data: str, metrics: Sequence[str] = 
     ex = get_extractor(extractor, device)
     digest = snapshot_hash(snapshot)
     split = split or _default_split(data)
-    resolution = None if str(data).split(":")[0] in BUILTINS else G.net.resolution
+    resolution = None if parse_builtin(data) else G.net.resolution
     real = dataset_features(ex, data, split, None, resolution, seed, cache_dir, log=log)
     images, rule = generated_images(G, num, trunc)
     fake = compute_features(ex, images, cache_dir, key=f"snapshot-{digest}-n{num}-psi{trunc}", log=log,

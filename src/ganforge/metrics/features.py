@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ganforge import __version__
 from ganforge.data.builtin import BUILTINS, cache_dir
-from ganforge.data.dataset import ImageDataset, load_dataset
+from ganforge.data.dataset import ImageDataset, load_dataset, parse_builtin
 from ganforge.metrics.extractors import Extractor, Images, check_images
 
 FEATURES_FORMAT = "ganforge-features/1"
@@ -213,11 +213,11 @@ def _write_entry(stem: Path, record: dict[str, Any], digest: str, features: Tens
 
 
 def _native_resolution(source: str | Path, split: str) -> int:
-    name, _, location = str(source).partition(":")
-    if isinstance(source, Path) or name not in BUILTINS:
+    builtin = parse_builtin(source)
+    if builtin is None:
         raise ValueError(f"{source}: give the resolution for a folder or zip source (its images may differ in "
                          "size); only built-in datasets have a native size")
-    images = BUILTINS[name](split, location or None)[0]  # uint8 [N, H, W] or [N, H, W, C], square
+    images = BUILTINS[builtin[0]](split, builtin[1])[0]  # uint8 [N, H, W] or [N, H, W, C], square
     return int(images.shape[1])
 
 
