@@ -133,13 +133,13 @@ def stage_train(model: str, minutes: float | None, seed: int, kimg: float | None
 
 
 def stage_small_data(images: int, arms: list[str], minutes: float, seed: int, kimg: float | None,
-                     sets: list[str], device: str, results: Path | None) -> None:
+                     sets: list[str], device: str, results: Path | None, suffix: str = "") -> None:
     """Runs one `train stylegan2` process per arm, all at once, one thread each."""
     procs = []
     for arm in arms:
         cmd = [sys.executable, __file__, "train", "stylegan2", "--images", str(images), "--arm", arm,
                "--minutes", str(minutes), "--seed", str(seed), "--device", device, "--threads", "1",
-               f"--tag=-{images}-{arm}", *(["--kimg", str(kimg)] if kimg else []),
+               f"--tag=-{images}-{arm}{suffix}", *(["--kimg", str(kimg)] if kimg else []),
                *(["--results", str(results)] if results else []), *[f"--set={x}" for x in sets]]
         procs.append(subprocess.Popen(cmd))
     codes = [p.wait() for p in procs]
@@ -220,7 +220,7 @@ def main() -> None:
                     args.arm)
     elif args.stage == "small-data":
         stage_small_data(args.images or 2000, args.arms.split(","), args.minutes, args.seed, args.kimg, args.set,
-                         args.device, args.results)
+                         args.device, args.results, args.tag)
     else:
         evaluate(args.model, args.run, args.minutes, tag=args.tag, overrides=args.set, images=args.images,
                  arm=args.arm)
