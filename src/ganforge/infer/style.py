@@ -12,7 +12,6 @@ features, fine layers colour and texture.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from torch import Tensor
 from ganforge.infer.images import make_grid, save_image, to_uint8, z_from_seeds
 from ganforge.infer.snapshot import LoadedGenerator
 from ganforge.seeds import parse_seeds
-from ganforge.train.checkpoint import atomic_write_text, resolve_snapshot
+from ganforge.train.checkpoint import atomic_write_text, file_sha256, resolve_snapshot
 
 STYLE_RANGES = ("coarse", "middle", "fine")
 
@@ -196,12 +195,7 @@ def interpolate(G: LoadedGenerator, a, b, frames: int, space: str = "w", labels=
 
 def snapshot_hash(snapshot: str | Path) -> str:
     """SHA-256 of the snapshot's weights file: names exactly which model made an image."""
-    weights, _ = resolve_snapshot(snapshot)
-    h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(resolve_snapshot(snapshot)[0])
 
 
 def synthesize_dataset(G: LoadedGenerator, snapshot: str | Path, out: Path, per_class: int, psi: float = 1.0,

@@ -192,13 +192,13 @@ def evaluate_pairs(outputs: str | Path, references: str | Path, metrics: Sequenc
         if not judge:
             raise ValueError("perceptual needs a judge snapshot: --extractor judge:PATH")
         distance = PerceptualDistance(judge, device)
+    fns = {"psnr": im.psnr, "ssim": im.ssim, "ms-ssim": im.ms_ssim}
     per: dict[str, list[float]] = {m: [] for m in metrics}
     for name in pairs:
         a, b = (np.asarray(Image.open(p).convert("RGB")) for p in (outs[name], refs[name]))
         if a.shape != b.shape:
             raise ValueError(f"{outs[name]} is {a.shape[1]}x{a.shape[0]} but its reference {refs[name]} is "
                              f"{b.shape[1]}x{b.shape[0]}; paired metrics need equal sizes")
-        fns = {"psnr": im.psnr, "ssim": im.ssim, "ms-ssim": im.ms_ssim}
         for m in metrics:
             if m == "perceptual":
                 c = crop_border

@@ -19,7 +19,6 @@ Nothing here imports torchvision: the judge is a ganforge network and Inception 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -34,6 +33,7 @@ from torch.nn import functional as F
 
 import ganforge
 from ganforge.data.builtin import cache_dir
+from ganforge.train.checkpoint import file_sha256
 
 Images = np.ndarray | Tensor  # uint8 [N, C, H, W]
 
@@ -55,15 +55,6 @@ class Extractor(Protocol):
     def protocol(self) -> dict[str, Any]: ...
 
     def __call__(self, images: Images, batch: int = 256) -> tuple[Tensor, Tensor | None]: ...
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_images(images: Images) -> int:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -72,6 +73,15 @@ def atomic_write_text(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Checkpoints (full training state, for exact resume)
 # ---------------------------------------------------------------------------------------------------------
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
 
 def checkpoint_path(folder: Path, step: int) -> Path:
     return Path(folder) / f"ckpt-{step:09d}.pt"
