@@ -38,6 +38,7 @@ from ganforge.data import load_dataset
 from ganforge.infer.images import save_grid, to_uint8
 from ganforge.infer.snapshot import load_generator
 from ganforge.metrics.distribution import frechet_distance, kernel_inception_distance
+from ganforge.metrics.evaluate import generated_images
 from ganforge.metrics.judge import load_judge, save_judge, to_float, train_judge
 from ganforge.train.loop import train
 
@@ -153,13 +154,10 @@ def evaluate(model: str, run: Path, minutes: float | None, tag: str = "", overri
     test = fmnist("test")
     f_test = features(judge, to_float(test.images))
     G = load_generator(run / "snapshots" / "latest")
-    seeds = list(range(10_000))
+    # The samples `ganforge eval` scores: seeds 0..9999, class = seed % 10, clamped and quantised to uint8 as
+    # saved images are (StyleGAN2's output layer is linear, so its raw samples leave [-1, 1]).
     labels = torch.arange(10_000) % 10 if G.num_classes else None
-    fakes = torch.cat([G.generate(seeds[i:i + 1000], None if labels is None else labels[i:i + 1000])
-                       for i in range(0, 10_000, 1000)])
-    # As saved images are: clamped to [-1, 1] and quantised to uint8 (StyleGAN2's output layer is linear, so its
-    # raw samples leave [-1, 1]; the judge must see what a user gets, as `ganforge eval` does).
-    fakes = to_float(to_uint8(fakes))
+    fakes = to_float(generated_images(G, 10_000, batch=1000)[0])
     if fakes.shape[-1] < RES:  # a 28x28 model: zero-pad (black, -1) exactly as the real images were
         p = (RES - fakes.shape[-1]) // 2
         fakes = torch.nn.functional.pad(fakes, (p, p, p, p), value=-1.0)
