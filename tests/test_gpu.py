@@ -34,3 +34,17 @@ def test_cuda_amp_channels_last_and_exact_resume(class_folder, tmp_path, amp):
     for k, v in a["G_ema"].items():
         if v.is_floating_point():
             assert torch.allclose(v, b["G_ema"][k], atol=1e-2, rtol=1e-2), k
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_stylegan2_mixed_precision_in_the_top_resolutions(class_folder, tmp_path, amp):
+    # 16x16 G blocks at 4, 8, 16: amp_res=1 puts only the 16x16 blocks of G and D in reduced precision.
+    cfg = resolve_config("stylegan2-32", tiny_overrides(
+        str(class_folder), tmp_path, 0.064, data={"resolution": 16}, model={"w_dim": 16, "amp_res": 1},
+        loss={"ada": "bgc", "r1_every_steps": 2, "pl_every_steps": 2},
+        run={"device": "cuda", "amp": amp, "channels_last": "on"}))
+    run = train(cfg, progress=False)
+    stats = read_jsonl(run / "stats.jsonl")
+    assert all(abs(v) < 1e4 for r in stats for k, v in r.items() if k.startswith("loss/"))
+    state = ckpt.load_latest_checkpoint(run / "checkpoints")[1]
+    assert all(torch.isfinite(v).all() for v in state["G_ema"].values() if v.is_floating_point())

@@ -444,3 +444,55 @@ def test_autocast_bf16():
     torch.testing.assert_close(fake, reference, atol=0.1, rtol=0)
     score.float().sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in G.parameters() if p.grad is not None)
+
+
+def _block_dtypes(G: sg.Generator, D: sg.Discriminator) -> tuple[list, list, list]:
+    """The dtype of every G block's feature output and every D block's output, from forward hooks."""
+    seen_g, seen_d = [], []
+    hooks = [b.register_forward_hook(lambda m, i, o: seen_g.append(o[0].dtype)) for b in G.synthesis.blocks]
+    hooks += [b.register_forward_hook(lambda m, i, o: seen_d.append(o.dtype)) for b in D.blocks]
+    return seen_g, seen_d, hooks
+
+
+@pytest.mark.parametrize("amp_res", [0, 1, 2, 9])
+def test_reduced_precision_only_in_the_highest_resolutions(amp_res):
+    # 16x16: G blocks at 4, 8, 16; D blocks at 16, 8 and the 4x4 epilogue. NVlabs num_fp16_res semantics.
+    torch.manual_seed(0)
+    G, D = tiny_g(16, num_classes=K, amp_res=amp_res), tiny_d(16, num_classes=K, amp_res=amp_res)
+    z, x, c = fixed_inputs(16)
+    ref_img, ref_score = G(z, c, noise_mode="const"), D(x, c)[0]
+    seen_g, seen_d, hooks = _block_dtypes(G, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ws = G.mapping(z, c)
+        img = G.synthesis(ws, noise_mode="const")
+        score, _ = D(x, c)
+    for h in hooks:
+        h.remove()
+    low = torch.bfloat16
+    assert seen_g == [low if level < amp_res else torch.float32 for level in (2, 1, 0)]
+    assert seen_d == [low if level < amp_res else torch.float32 for level in (0, 1)]
+    assert ws.dtype == img.dtype == score.dtype == torch.float32  # mapping, RGB path and epilogue stay fp32
+    if amp_res == 0:  # nothing reduced: bit-identical to running without autocast
+        torch.testing.assert_close(img, ref_img, atol=0, rtol=0)
+        torch.testing.assert_close(score, ref_score, atol=0, rtol=0)
+    else:
+        torch.testing.assert_close(img, ref_img, atol=0.1, rtol=0)
+        torch.testing.assert_close(score, ref_score, atol=0.1, rtol=0.05)
+        assert (img - ref_img).abs().max() > 0  # something did run in bf16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = D(G(z, c), c)[0].sum()
+    loss.backward()
+    grads = [p.grad for p in [*G.parameters(), *D.parameters()] if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_task_builds_stylegan2_with_amp_res_and_conv_clamp():
+    from ganforge.config import resolve_config
+    from ganforge.tasks.gan import GanTask
+
+    cfg = resolve_config("stylegan2-32", {"data": {"source": "shapes"}, "model": {"amp_res": 2}})
+    task = GanTask(cfg, channels=3, num_classes=0)
+    assert task.G.config["amp_res"] == task.D.config["amp_res"] == 2
+    assert task.G.config["conv_clamp"] == task.D.config["conv_clamp"] == 256
+    assert [b.amp for b in task.G.synthesis.blocks] == [False, False, True, True]  # 4, 8 | 16, 32
+    assert [b.amp for b in task.D.blocks] == [True, True, False]  # 32, 16 | 8

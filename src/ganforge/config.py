@@ -72,6 +72,9 @@ class ModelConfig(_Strict):
     mapping_layers: int = Field(8, ge=1, le=16, description="StyleGAN2: layers of the mapping network")
     freeze_d: int = Field(0, ge=0, le=16, description="StyleGAN2 FreezeD (Mo et al. 2020): keep D's first N blocks, "
                                                       "from the highest resolution, fixed; for run.init_from")
+    amp_res: int = Field(4, ge=0, le=16, description="StyleGAN2: with run.amp on CUDA, only the N highest "
+                         "resolutions of G and D compute in bf16/fp16; the rest, the mappings and D's epilogue stay "
+                         "float32 (NVlabs num_fp16_res)")
 
 
 class LossConfig(_Strict):

@@ -10,10 +10,16 @@ Channel plan as in dcgan.py: ``width`` channels at the full resolution, doubling
 ``channel_base = width * resolution``; ``width=None`` gives config F's ``channel_base = 32768``.
 Resolutions ``r0 * 2**n`` (``layers.resolution_plan``): the synthesis starts from a learned ``r0 x r0`` constant and
 the discriminator's epilogue runs at ``r0 x r0`` (NVlabs: ``r0 = 4``).
+
+Mixed precision (NVlabs ``num_fp16_res``): under ``torch.autocast`` only the blocks of the ``amp_res`` highest
+resolutions of G and D compute in reduced precision; the lower blocks, the mapping networks, D's epilogue and the
+RGB skip path run in float32 (autocast is switched off inside them). ``amp_res=0`` keeps everything float32.
+``conv_clamp`` (NVlabs: 256 whenever fp16 is used) bounds the activations so that fp16 cannot overflow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -94,6 +100,17 @@ def conv2d_resample(x: Tensor, w: Tensor, f: Tensor, up: int = 1, down: int = 1,
 def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """Pixelwise feature normalisation (Karras et al. 2018, eq. 2): ``x / sqrt(mean(x^2) + eps)`` along ``dim``."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def full_precision(x: Tensor | None, enabled: bool) -> contextlib.AbstractContextManager:
+    """Autocast off (compute in float32) when ``enabled``; a no-op otherwise. ``x`` gives the device type."""
+    if not enabled or x is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+def _float(x: Tensor | None, enabled: bool) -> Tensor | None:
+    return x.float() if enabled and x is not None else x
 
 
 def bias_act(x: Tensor, b: Tensor | None, lrelu: bool, gain: float = 1.0, clamp: float | None = None) -> Tensor:
@@ -231,9 +248,9 @@ class SynthesisBlock(nn.Module):
     the RGB image from below is upsampled and added. ``c_in=0`` marks the first block (learned constant)."""
 
     def __init__(self, c_in: int, c_out: int, w_dim: int, resolution: int, channels: int,
-                 conv_clamp: float | None = None):
+                 conv_clamp: float | None = None, amp: bool = True):
         super().__init__()
-        self.c_in, self.resolution = c_in, resolution
+        self.c_in, self.resolution, self.amp = c_in, resolution, amp
         if c_in == 0:
             self.const = nn.Parameter(torch.randn(c_out, resolution, resolution))
             self.conv0 = None
@@ -248,13 +265,15 @@ class SynthesisBlock(nn.Module):
     def forward(self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str,
                 fused: bool = False) -> tuple[Tensor, Tensor]:
         # ws: [N, num_conv + 1, w_dim]; the toRGB w is shared with the next block's first conv (as NVlabs).
-        if self.conv0 is None:
-            x = self.const[None].repeat(ws.shape[0], 1, 1, 1)  # [N, c_out, r0, r0]
-            x = self.conv1(x, ws[:, 0], noise_mode, fused)
-        else:
-            x = self.conv0(x, ws[:, 0], noise_mode, fused)  # [N, c_out, R, R]
-            x = self.conv1(x, ws[:, 1], noise_mode, fused)
-        y = self.torgb(x, ws[:, self.num_conv], fused)
+        with full_precision(ws, not self.amp):
+            x = _float(x, not self.amp)
+            if self.conv0 is None:
+                x = self.const[None].repeat(ws.shape[0], 1, 1, 1)  # [N, c_out, r0, r0]
+                x = self.conv1(x, ws[:, 0], noise_mode, fused)
+            else:
+                x = self.conv0(x, ws[:, 0], noise_mode, fused)  # [N, c_out, R, R]
+                x = self.conv1(x, ws[:, 1], noise_mode, fused)
+            y = self.torgb(x, ws[:, self.num_conv], fused)
         # The RGB skip path stays in float32 under autocast (NVlabs keeps img fp32 too): it is the output.
         with torch.autocast(device_type=y.device.type, enabled=False):
             y = y.float()
@@ -266,7 +285,7 @@ class SynthesisNetwork(nn.Module):
     """``ws [N, num_ws, w_dim]`` -> image ``[N, channels, resolution, resolution]`` (skip architecture)."""
 
     def __init__(self, w_dim: int, resolution: int, channels: int, width: int, max_width: int,
-                 conv_clamp: float | None = None):
+                 conv_clamp: float | None = None, amp_res: int = 4):
         super().__init__()
         self.w_dim, self.resolution, self.channels = w_dim, resolution, channels
         r0, n_up = resolution_plan(resolution)
@@ -274,7 +293,8 @@ class SynthesisNetwork(nn.Module):
         for level in range(n_up, -1, -1):  # level 0 is the output resolution
             c_in = channels_at(level + 1, width, max_width) if level < n_up else 0
             c_out = channels_at(level, width, max_width)
-            self.blocks.append(SynthesisBlock(c_in, c_out, w_dim, r0 * 2 ** (n_up - level), channels, conv_clamp))
+            self.blocks.append(SynthesisBlock(c_in, c_out, w_dim, r0 * 2 ** (n_up - level), channels, conv_clamp,
+                                              amp=level < amp_res))
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1  # + the last toRGB
 
     def forward(self, ws: Tensor, noise_mode: str = "random", fused: bool = False) -> Tensor:
@@ -322,6 +342,11 @@ class MappingNetwork(nn.Module):
                 truncation_cutoff: int | None = None, update_w_avg: bool = False) -> Tensor:
         batch = z.shape[0] if z is not None else c.shape[0]
         check_labels(c, batch, self.num_classes, "stylegan2 mapping")
+        with full_precision(z if z is not None else c, True):  # w is float32 (NVlabs), also under autocast
+            return self._forward(z, c, psi, truncation_cutoff, update_w_avg)
+
+    def _forward(self, z: Tensor | None, c: Tensor | None, psi: float, truncation_cutoff: int | None,
+                 update_w_avg: bool) -> Tensor:
         parts = []
         if self.z_dim > 0:
             assert z.ndim == 2 and z.shape[1] == self.z_dim, f"expected z [N, {self.z_dim}], got {list(z.shape)}"
@@ -363,6 +388,7 @@ class Generator(nn.Module):
         max_width: int = 512,
         mapping_layers: int = 8,
         conv_clamp: float | None = None,
+        amp_res: int = 4,
     ):
         super().__init__()
         self.config = dict(
@@ -375,6 +401,7 @@ class Generator(nn.Module):
             max_width=max_width,
             mapping_layers=mapping_layers,
             conv_clamp=conv_clamp,
+            amp_res=amp_res,
         )
         resolution_plan(resolution)
         if num_classes < 0:
@@ -384,7 +411,7 @@ class Generator(nn.Module):
         self.z_dim, self.w_dim, self.resolution, self.channels = z_dim, w_dim, resolution, channels
         self.num_classes = num_classes
         width = _width(width, resolution, max_width)
-        self.synthesis = SynthesisNetwork(w_dim, resolution, channels, width, max_width, conv_clamp)
+        self.synthesis = SynthesisNetwork(w_dim, resolution, channels, width, max_width, conv_clamp, amp_res)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, num_classes, w_dim, mapping_layers, num_ws=self.num_ws)
 
@@ -410,19 +437,23 @@ class DiscriminatorBlock(nn.Module):
     """Residual block (Karras et al. 2020, fig. 7c): conv3, conv3 down, + 1x1 down skip, both scaled by sqrt(1/2):
     ``[N, c_tmp, R, R]`` -> ``[N, c_out, R / 2, R / 2]``. The first block also has fromRGB."""
 
-    def __init__(self, c_tmp: int, c_out: int, channels: int, first: bool, conv_clamp: float | None = None):
+    def __init__(self, c_tmp: int, c_out: int, channels: int, first: bool, conv_clamp: float | None = None,
+                 amp: bool = True):
         super().__init__()
+        self.amp = amp
         self.fromrgb = Conv2dLayer(channels, c_tmp, 1, conv_clamp=conv_clamp) if first else None
         self.conv0 = Conv2dLayer(c_tmp, c_tmp, 3, conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(c_tmp, c_out, 3, down=2, conv_clamp=conv_clamp)
         self.skip = Conv2dLayer(c_tmp, c_out, 1, lrelu=False, bias=False, down=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fromrgb is not None:
-            x = self.fromrgb(x)
-        y = self.skip(x, gain=math.sqrt(0.5))
-        x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
-        return y + x
+        with full_precision(x, not self.amp):
+            x = _float(x, not self.amp)
+            if self.fromrgb is not None:
+                x = self.fromrgb(x)
+            y = self.skip(x, gain=math.sqrt(0.5))
+            x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
+            return y + x
 
 
 class MinibatchStdLayer(nn.Module):
@@ -469,6 +500,7 @@ class Discriminator(nn.Module):
         cond: str | None = None,
         mapping_layers: int = 8,
         conv_clamp: float | None = None,
+        amp_res: int = 4,
     ):
         super().__init__()
         self.config = dict(
@@ -483,6 +515,7 @@ class Discriminator(nn.Module):
             cond=cond,
             mapping_layers=mapping_layers,
             conv_clamp=conv_clamp,
+            amp_res=amp_res,
         )
         r0, n_down = resolution_plan(resolution)
         cond = cond if cond is not None else ("projection" if num_classes > 0 else "none")
@@ -499,7 +532,7 @@ class Discriminator(nn.Module):
 
         self.blocks = nn.Sequential(*(
             DiscriminatorBlock(channels_at(level, width, max_width), channels_at(level + 1, width, max_width),
-                               channels, first=level == 0, conv_clamp=conv_clamp)
+                               channels, first=level == 0, conv_clamp=conv_clamp, amp=level < amp_res)
             for level in range(n_down)
         ))
         self.mbstd = MinibatchStdLayer(mbstd_group, mbstd_channels) if mbstd_channels > 0 else None
@@ -519,10 +552,12 @@ class Discriminator(nn.Module):
         if self.cond == "projection":
             check_labels(c, x.shape[0], self.num_classes, "stylegan2.Discriminator(cond='projection')")
         h = self.blocks(x)  # [N, C_end, r0, r0]
-        if self.mbstd is not None:
-            h = self.mbstd(h)  # [N, C_end + F, r0, r0]
-        h = self.fc(self.conv(h).flatten(1))  # [N, C_end]
-        out = self.out(h)  # [N, cmap_dim or 1]
+        with full_precision(h, True):  # the epilogue and the score stay float32 (NVlabs)
+            h = h.float()
+            if self.mbstd is not None:
+                h = self.mbstd(h)  # [N, C_end + F, r0, r0]
+            h = self.fc(self.conv(h).flatten(1))  # [N, C_end]
+            out = self.out(h)  # [N, cmap_dim or 1]
         if self.mapping is None:
             return out[:, 0], None
         cmap = self.mapping(None, c)  # [N, cmap_dim]

@@ -60,12 +60,15 @@ class GanTask:
         g_kwargs = dict(z_dim=m.z_dim, resolution=res, channels=channels, width=m.g_width,
                         max_width=m.max_width, num_classes=self.num_classes)
         if self.style:
-            g_kwargs |= dict(w_dim=m.w_dim, mapping_layers=m.mapping_layers)
+            # conv_clamp 256 as NVlabs: keeps reduced-precision activations finite; inactive in normal training.
+            g_kwargs |= dict(w_dim=m.w_dim, mapping_layers=m.mapping_layers, conv_clamp=256, amp_res=m.amp_res)
         self.G: nn.Module = build_generator(m.arch, **g_kwargs)
         d_kwargs = dict(resolution=res, channels=channels, width=m.d_width, max_width=m.max_width,
                         num_classes=self.num_classes, cond=m.cond if self.num_classes else "none")
         if m.arch == "dcgan":
             d_kwargs["spectral_norm"] = m.d_spectral_norm
+        if self.style:
+            d_kwargs |= dict(conv_clamp=256, amp_res=m.amp_res)
         self.D: nn.Module = build_discriminator(m.arch, **d_kwargs)
         self.modules: dict[str, nn.Module] = {"G": self.G, "D": self.D}
         # FreezeD (Mo et al. 2020): D's first blocks (highest resolution, nearest the pixels) keep their
