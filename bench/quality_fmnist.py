@@ -8,6 +8,7 @@ Stages (run them in order; each writes JSON into bench/results/ and pictures int
     python bench/quality_fmnist.py floors                # judge-FID of real train vs test, and noise vs test
     python bench/quality_fmnist.py small-data --images 2000 --arms none,ada --minutes 20
     python bench/quality_fmnist.py small-data --images 200 --arms none,ada,diffaug --minutes 20
+    python bench/quality_fmnist.py curve --run RUN_A --run RUN_B    # FID over a run's snapshots (overfitting)
 
 small-data trains StyleGAN2 on a fixed subset of the training split (`data.max_images` with `data.subset_seed`
 0: the same images for every arm) once per augmentation arm. The arms run at the same time, one process and
@@ -185,14 +186,52 @@ def evaluate(model: str, run: Path, minutes: float | None, tag: str = "", overri
     write(f"quality-fmnist-{model}{tag}", result)
 
 
+def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> None:
+    """Judge-FID/KID of every run's snapshots, one every ``every_kimg``: the training curve of the small-data arms
+    (does the un-augmented D overfit and its FID turn back up?). Also the "copy floor": the scores of the
+    training subset itself, i.e. of a generator that reproduces its training images exactly."""
+    judge = load_judge(JUDGE)
+    f_test = features(judge, to_float(fmnist("test").images))
+    out: dict = {"bench": "quality_fmnist-curve", "num_generated": num,
+                 "protocol": f"judge features; {num} generated (G_ema, seeds 0..{num - 1}) vs 10k test", "runs": {}}
+    images = set()
+    for run in runs:
+        cfg = json.loads((run / "config.json").read_text())
+        images.add(cfg["data"]["max_images"])
+        rows, last = [], -1e9
+        snaps = sorted((run / "snapshots").glob("step*.safetensors"))
+        for snap in snaps:
+            G = load_generator(snap.with_suffix(""))
+            kimg = G.meta["kimg"]
+            if kimg - last < every_kimg and snap != snaps[-1]:  # the final snapshot is always scored
+                continue
+            last = kimg
+            f = features(judge, to_float(generated_images(G, num, batch=1000)[0]))
+            kid, kid_std = kernel_inception_distance(f, f_test)
+            rows.append({"kimg": kimg, "fid_judge": round(frechet_distance(f, f_test), 3),
+                         "kid_judge_x1000": round(kid * 1000, 3), "kid_std_x1000": round(kid_std * 1000, 3)})
+            print(run.name, rows[-1], flush=True)
+        out["runs"][run.name] = {"aug": cfg["loss"]["ada"] or cfg["loss"]["diffaugment"] or "none",
+                                 "train_images": cfg["data"]["max_images"], "curve": rows}
+    for n in sorted(i for i in images if i):
+        train_subset = load_dataset("fashion-mnist", RES, resize="pad", split="train", max_images=n, seed=0)
+        f = features(judge, to_float(train_subset.images))
+        kid, _ = kernel_inception_distance(f, f_test)
+        out[f"copy_floor_{n}"] = {"fid_judge": round(frechet_distance(f, f_test), 3),
+                                  "kid_judge_x1000": round(kid * 1000, 3)}
+    write(name, out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["judge", "train", "eval", "floors", "small-data"])
+    ap.add_argument("stage", choices=["judge", "train", "eval", "floors", "small-data", "curve"])
     ap.add_argument("model", nargs="?", choices=list(MODELS))
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--run", type=Path, help="for eval: the run folder")
+    ap.add_argument("--run", type=Path, action="append", help="for eval: the run folder; for curve: repeatable")
+    ap.add_argument("--every-kimg", type=float, default=50.0, help="curve: score one snapshot per this many kimg")
+    ap.add_argument("--num", type=int, default=10_000, help="curve: generated images per snapshot")
     ap.add_argument("--kimg", type=float, help="train a fixed length instead of --minutes (pilots)")
     ap.add_argument("--set", action="append", default=[], help="extra overrides SECTION.FIELD=VALUE")
     ap.add_argument("--device", default="cpu")
@@ -219,8 +258,10 @@ def main() -> None:
     elif args.stage == "small-data":
         stage_small_data(args.images or 2000, args.arms.split(","), args.minutes, args.seed, args.kimg, args.set,
                          args.device, args.results, args.tag)
+    elif args.stage == "curve":
+        stage_curve(args.run, args.every_kimg, args.num, f"quality-fmnist-stylegan2-curve{args.tag}")
     else:
-        evaluate(args.model, args.run, args.minutes, tag=args.tag, overrides=args.set, images=args.images,
+        evaluate(args.model, args.run[0], args.minutes, tag=args.tag, overrides=args.set, images=args.images,
                  arm=args.arm)
 
 
