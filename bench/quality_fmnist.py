@@ -186,10 +186,22 @@ def evaluate(model: str, run: Path, minutes: float | None, tag: str = "", overri
     write(f"quality-fmnist-{model}{tag}", result)
 
 
+def copying(fakes: torch.Tensor, n: int) -> dict[str, float]:
+    """Does G copy its training images? Pixel L2 from each sample to its nearest training image and to its
+    nearest among as many test images; a median ratio well below 1 means samples sit on training images."""
+    train_x = to_float(load_dataset("fashion-mnist", RES, resize="pad", split="train", max_images=n, seed=0).images)
+    test_x = to_float(fmnist("test").images[:n])
+    d_train = torch.cdist(fakes.flatten(1), train_x.flatten(1)).min(1).values
+    d_test = torch.cdist(fakes.flatten(1), test_x.flatten(1)).min(1).values
+    return {"nn_l2_train": round(float(d_train.median()), 3), "nn_l2_test": round(float(d_test.median()), 3),
+            "nn_ratio": round(float((d_train / d_test).median()), 3)}
+
+
 def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> None:
     """Judge-FID/KID of every run's snapshots, one every ``every_kimg``: the training curve of the small-data arms
-    (does the un-augmented D overfit and its FID turn back up?). Also the "copy floor": the scores of the
-    training subset itself, i.e. of a generator that reproduces its training images exactly."""
+    (does the un-augmented D overfit and its FID turn back up?), with `copying` on the first 2,000 samples. Also
+    the "copy floor": the scores of the training subset itself, i.e. of a generator that reproduces its training
+    images exactly."""
     judge = load_judge(JUDGE)
     f_test = features(judge, to_float(fmnist("test").images))
     out: dict = {"bench": "quality_fmnist-curve", "num_generated": num,
@@ -206,10 +218,12 @@ def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> Non
             if kimg - last < every_kimg and snap != snaps[-1]:  # the final snapshot is always scored
                 continue
             last = kimg
-            f = features(judge, to_float(generated_images(G, num, batch=1000)[0]))
+            fakes = to_float(generated_images(G, num, batch=1000)[0])
+            f = features(judge, fakes)
             kid, kid_std = kernel_inception_distance(f, f_test)
             rows.append({"kimg": kimg, "fid_judge": round(frechet_distance(f, f_test), 3),
-                         "kid_judge_x1000": round(kid * 1000, 3), "kid_std_x1000": round(kid_std * 1000, 3)})
+                         "kid_judge_x1000": round(kid * 1000, 3), "kid_std_x1000": round(kid_std * 1000, 3),
+                         **copying(fakes[:2000], cfg["data"]["max_images"])})
             print(run.name, rows[-1], flush=True)
         out["runs"][run.name] = {"aug": cfg["loss"]["ada"] or cfg["loss"]["diffaugment"] or "none",
                                  "train_images": cfg["data"]["max_images"], "curve": rows}
