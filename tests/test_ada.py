@@ -11,14 +11,16 @@ import torch.nn.functional as F
 
 from ganforge.data.ada import (
     ADA_OPS,
+    FILTER_BANK,
     AdaAugment,
     AdaController,
     blit_transform,
+    filter_transform,
     geometric_transform,
     parse_ops,
 )
 
-GROUPS = ("b", "g", "c", "bgc")
+GROUPS = ("b", "g", "c", "f", "n", "o", "bgc", "bgcfnc")
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -68,12 +70,13 @@ def test_deterministic_for_a_seed_and_different_across_seeds():
     assert not torch.allclose(a, aug(x, seeded(1)))
 
 
-def test_generator_stream_does_not_depend_on_p():
+@pytest.mark.parametrize("ops", ["bgc", "bgcfnc"])
+def test_generator_stream_does_not_depend_on_p(ops):
     x = images()
     after = []
     for p in (0.0, 0.5, 1.0):
         gen = seeded(0)
-        AdaAugment("bgc", p=p)(x, gen)
+        AdaAugment(ops, p=p)(x, gen)
         after.append(torch.rand(4, generator=gen))
     assert torch.equal(after[0], after[1]) and torch.equal(after[0], after[2])
 
@@ -98,8 +101,8 @@ def test_r1_through_the_augmentation_is_twice_differentiable():
 def test_invalid_ops_and_weights_are_rejected():
     with pytest.raises(ValueError, match="'x'"):
         AdaAugment("bgx")
-    with pytest.raises(ValueError, match="'f'"):
-        parse_ops("bgcf")
+    with pytest.raises(ValueError, match="'z'"):
+        parse_ops("bgcz")
     with pytest.raises(ValueError, match="'shear'"):
         AdaAugment("bgc", weights={"shear": 1.0})
     with pytest.raises(ValueError, match="'hue'"):
@@ -107,7 +110,9 @@ def test_invalid_ops_and_weights_are_rejected():
     with pytest.raises(ValueError, match="p must be in"):
         AdaAugment("bgc", p=1.5)
     assert parse_ops("cgb") == ("b", "g", "c")
-    assert len(ADA_OPS) == 12
+    assert parse_ops("bgcfnc") == ("b", "g", "c", "f", "n", "o")  # NVlabs: the second c is cutout
+    assert parse_ops("bgcfn") == ("b", "g", "c", "f", "n") and parse_ops("co") == ("c", "o")
+    assert len(ADA_OPS) == 15
 
 
 # ----------------------------------------------------------------------------------------------- pixel blitting
@@ -257,6 +262,68 @@ def test_partial_strength_leaves_unselected_samples_bit_identical():
     assert 5 <= same.sum() <= 40 and (~same).sum() > 0
 
 
+# -------------------------------------------------------------------------------------- filter, noise, cutout
+
+
+def test_filter_bank_splits_an_impulse_into_octave_bands():
+    bank = FILTER_BANK
+    taps = bank.shape[1]
+    delta = torch.zeros(taps, dtype=torch.float64)
+    delta[taps // 2] = 1
+    torch.testing.assert_close(bank.sum(0), delta, atol=1e-15, rtol=0)  # equal gains: the identity
+    torch.testing.assert_close(bank, bank.flip(1), atol=0, rtol=0)  # symmetric: no shift
+    # Frequency responses (real, symmetric filters): at DC only the lowest band passes, at Nyquist only the
+    # highest; each band peaks in its own octave, lowest first.
+    k = torch.arange(taps, dtype=torch.float64) - taps // 2
+    omega = torch.linspace(0, math.pi, 257, dtype=torch.float64)
+    resp = bank @ torch.cos(k[:, None] * omega[None])  # [4, 257]
+    torch.testing.assert_close(resp[:, 0], torch.tensor([1.0, 0, 0, 0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(resp[:, -1], torch.tensor([0, 0, 0, 1.0], dtype=torch.float64), atol=1e-12, rtol=0)
+    peaks = omega[resp.abs().argmax(dim=1)]
+    assert peaks.tolist() == sorted(peaks.tolist()) and len(set(peaks.tolist())) == 4
+
+
+def test_filter_scales_dc_and_nyquist_by_their_band_gains():
+    # h = sum_i g_i B_i: a constant image is scaled by g_0 along x and along y (g_0^2), a checkerboard by g_3^2.
+    g = torch.tensor([[0.5, 1.0, 1.0, 2.0]], dtype=torch.float64)
+    h = g @ FILTER_BANK
+    const = torch.full((1, 1, 16, 16), 0.3)
+    checker = ((torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 2 - 1).float()[None, None] * 0.4
+    torch.testing.assert_close(filter_transform(const, h), const * 0.25, atol=1e-6, rtol=0)
+    torch.testing.assert_close(filter_transform(checker, h), checker * 4.0, atol=1e-6, rtol=0)
+
+
+def test_filter_with_unit_gains_is_the_identity_and_leaves_alpha_alone():
+    x = images(6, 4)
+    y = AdaAugment("f", p=1.0, filter_std=0.0)(x, seeded(0))
+    torch.testing.assert_close(y, x, atol=1e-6, rtol=0)
+    y = AdaAugment("f", p=1.0)(x, seeded(0))
+    assert torch.equal(y[:, 3], x[:, 3]) and not torch.allclose(y[:, :3], x[:, :3])
+    with pytest.raises(ValueError, match="larger than 7 pixels"):
+        AdaAugment("f", p=1.0)(images(2, 3, 4), seeded(0))
+
+
+def test_noise_is_additive_with_one_std_per_sample():
+    x = images(16, 4, 32)
+    y = AdaAugment("n", p=1.0, noise_std=0.1)(x, seeded(0))
+    assert torch.equal(y[:, 3], x[:, 3])  # alpha untouched
+    std = (y - x)[:, :3].flatten(1).std(dim=1)
+    assert (std > 0).all() and std.max() < 0.5 and 0.02 < std.mean() < 0.15  # |N(0, 0.1^2)|: mean 0.08
+    assert torch.equal(y, AdaAugment("n", p=1.0, noise_std=0.1)(x, seeded(0)))  # the same seed, the same noise
+
+
+def test_cutout_zeroes_one_square_of_half_the_side():
+    x = images(32, 3, 16) * 0.5 + 0.6  # strictly positive, so every zero is cut out
+    y = AdaAugment("o", p=1.0)(x, seeded(0))
+    cut = (y == 0).all(dim=1)  # [N, H, W]: all channels together
+    assert ((y == x) | (y == 0)).all()
+    for m in cut:  # one axis-aligned box of at most 8x8, clipped by the border
+        rows, cols = m.any(dim=1).nonzero().flatten(), m.any(dim=0).nonzero().flatten()
+        assert 1 <= len(rows) <= 8 and 1 <= len(cols) <= 8
+        assert m.sum() == len(rows) * len(cols)
+    assert cut.float().mean() > 0.1  # about a quarter of the pixels on average, less at the borders
+
+
 # ---------------------------------------------------------------------------------------------------- controller
 
 
@@ -346,3 +413,7 @@ def test_config_mirrors_ada_groups():
     from ganforge.data import ada
 
     assert tuple(config.ADA_GROUPS) == tuple(ada.ADA_GROUPS)
+    cfg = config.resolve_config("stylegan2-32", {"loss": {"ada": "bgcfnc"}})
+    assert cfg.loss.ada == "bgcfno"  # NVlabs' spelling, stored canonically
+    with pytest.raises(config.ConfigError, match="loss.ada"):
+        config.resolve_config("stylegan2-32", {"loss": {"ada": "bgq"}})

@@ -43,7 +43,7 @@ def _aug_fields(aug: str | None) -> dict[str, str]:
         return {}
     if aug == "ada":
         return {"ada": "bgc"}
-    if aug and set(aug) <= set("bgc"):
+    if aug and set(aug) <= set("bgcfno"):
         return {"ada": aug}
     return {"diffaugment": aug}
 
@@ -74,7 +74,8 @@ def train(
     resolution: Annotated[int | None, typer.Option(help="training resolution, e.g. 32, 64, 128")] = None,
     cond: Annotated[str | None, typer.Option(help="none | projection | acgan")] = None,
     loss: Annotated[str | None, typer.Option(help="ns | hinge | wgan | lsgan")] = None,
-    aug: Annotated[str | None, typer.Option(help="ada (adaptive, StyleGAN2-ADA 'bgc'), ADA groups like bg, or "
+    aug: Annotated[str | None, typer.Option(help="ada (adaptive, StyleGAN2-ADA 'bgc'), ADA groups like bg or "
+                                                  "bgcfnc, or "
                                                   "DiffAugment ops like color,translation,cutout")] = None,
     r1_gamma: Annotated[float | None, typer.Option(help="R1 penalty weight (0 = off)")] = None,
     lr: Annotated[float | None, typer.Option(help="learning rate for both G and D")] = None,

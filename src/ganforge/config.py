@@ -15,7 +15,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DIFFAUGMENT_OPS = ("color", "translation", "cutout")  # mirrors ganforge.data.augment.DIFFAUGMENT_OPS
-ADA_GROUPS = ("b", "g", "c")  # mirrors ganforge.data.ada.ADA_GROUPS (implemented groups)
+ADA_GROUPS = ("b", "g", "c", "f", "n", "o")  # mirrors ganforge.data.ada.ADA_GROUPS
+
+
+def ada_groups(ops: str) -> tuple[str, ...]:
+    """ADA group letters in canonical order, from a string such as "bgc". A "c" after an "n" is cutout ("o"), so
+    NVlabs' "bgcfnc" means the same as there. ValueError names an unknown letter."""
+    if "n" in ops:
+        head, tail = ops.split("n", 1)
+        ops = head + "n" + tail.replace("c", "o")
+    bad = sorted(set(ops) - set(ADA_GROUPS))
+    if bad:
+        raise ValueError(f"unknown ADA op group(s) {bad} in {ops!r}; valid letters: b = x-flip/rot90/int-translate, "
+                         "g = geometric, c = color, f = filter, n = noise, o = cutout (NVlabs' 'bgcfnc' is "
+                         "accepted: a 'c' after 'n' is cutout)")
+    return tuple(g for g in ADA_GROUPS if g in ops)
 
 
 class _Strict(BaseModel):
@@ -85,7 +99,8 @@ class LossConfig(_Strict):
     gp_weight: float = Field(0.0, ge=0.0, le=1e4, description="WGAN-GP weight (Gulrajani 2017); 0 disables")
     acgan_weight: float = Field(1.0, ge=0.0, le=100.0)
     diffaugment: str = Field("", description="comma list of color,translation,cutout applied to all D inputs")
-    ada: str = Field("", description="ADA op groups applied to all D inputs, e.g. bgc (blit, geometric, color); "
+    ada: str = Field("", description="ADA op groups applied to all D inputs, e.g. bgc (blit, geometric, color; "
+                                     "also f filter, n noise, o cutout: NVlabs' bgcfnc); "
                                      "'' disables")
     ada_target: float = Field(0.6, gt=-1.0, lt=1.0, description="ADA: target for E[sign(D(real))]")
     ada_kimg: float = Field(500.0, gt=0.0, le=1e5, description="ADA: kimg for p to move from 0 to 1")
@@ -108,11 +123,7 @@ class LossConfig(_Strict):
     @field_validator("ada")
     @classmethod
     def _check_ada(cls, v: str) -> str:
-        bad = sorted(set(v) - set(ADA_GROUPS))
-        if bad:
-            raise ValueError(f"unknown ADA op group(s) {bad}; valid letters: {', '.join(ADA_GROUPS)} "
-                             "(b = x-flip/rot90/int-translate, g = geometric, c = color)")
-        return "".join(dict.fromkeys(v))
+        return "".join(ada_groups(v))
 
     @field_validator("diffaugment")
     @classmethod

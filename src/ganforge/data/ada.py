@@ -2,14 +2,20 @@
 Limited Data").
 
 ``AdaAugment`` is the augmentation pipeline of the paper (sec. 2.3, appendix B), following the math of the
-official code (NVlabs/stylegan2-ada-pytorch, ``training/augment.py``) for the ``bgc`` groups:
+official code (NVlabs/stylegan2-ada-pytorch, ``training/augment.py``), group by group in the official order:
 
 * ``b`` pixel blitting: x-flip, 90-degree rotations, integer translation (reflect padding), done exactly by
   gathering pixels (no interpolation);
 * ``g`` general geometric transforms: isotropic scaling, pre-rotation, anisotropic scaling, post-rotation,
   fractional translation, composed into one 3x3 matrix per sample and applied with one bilinear resample;
 * ``c`` color transforms: brightness, contrast, luma flip, hue rotation, saturation, composed into one 4x4
-  matrix per sample.
+  matrix per sample;
+* ``f`` image-space filtering: four octave bands, each amplified or attenuated by a lognormal gain, with the
+  gains renormalised to keep the expected power of a 1/f image;
+* ``n`` additive Gaussian noise with a per-sample std ``|N(0, 0.1^2)|``;
+* ``o`` cutout: one square of half the image side, centred uniformly at random, set to 0 (mid-gray). NVlabs
+  spells the full pipeline ``bgcfnc`` (its second ``c`` is cutout); ``parse_ops`` reads a ``c`` after an ``n``
+  that way, so ``bgcfnc`` means the same here as there.
 
 Every op is applied to a sample with probability ``p`` (the augmentation strength; scaled by an optional
 per-op weight), except the two rotations of ``g``, which each use ``1 - sqrt(1 - p)`` so that P(any rotation)
@@ -32,8 +38,11 @@ Departures from the official pipeline:
 * For a 1-channel (or gray + alpha) image only brightness and contrast act; the official code also applies
   luma flip there (a gray image is negated). Hue and saturation are skipped in both.
 * Sampling coordinates are computed with elementwise ops (not ``affine_grid``'s matmul), so no TF32 rounding.
-* Not implemented (deferred): the ``f`` group (image-space filtering) and the ``n`` group (additive noise,
-  cutout) of the paper.
+* The ``f`` bands come from dilated binomial [1, 2, 1] / 4 low-passes (15 taps, bands summing exactly to a unit
+  impulse), not from the official sym2 wavelet; band edges are near 1/8, 1/4 and 1/2 of the sampling rate as
+  there, and the filter is applied along x, then along y, with reflect padding, as there.
+* The ``n`` noise images come from a per-sample seed drawn from the generator (so the stream still does not
+  depend on p) and are only generated for the samples the op selects.
 """
 
 from __future__ import annotations
@@ -45,11 +54,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ganforge.config import ada_groups
+
 # ops string letter -> the ops of that group, in the order the official pipeline applies them.
 ADA_GROUPS: dict[str, tuple[str, ...]] = {
     "b": ("xflip", "rotate90", "xint"),
     "g": ("scale", "rotate", "aniso", "xfrac"),
     "c": ("brightness", "contrast", "lumaflip", "hue", "saturation"),
+    "f": ("filter",),
+    "n": ("noise",),
+    "o": ("cutout",),
 }
 ADA_OPS: tuple[str, ...] = tuple(op for ops in ADA_GROUPS.values() for op in ops)
 
@@ -57,17 +71,45 @@ _LUMA = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64) / math.sqrt(3)  # lum
 
 
 def parse_ops(ops: str) -> tuple[str, ...]:
-    """Parse an ops string such as ``"bgc"`` into its group letters (in canonical order); ValueError on others."""
+    """Parse an ops string such as ``"bgc"`` into its group letters (in canonical order); ValueError on others.
+    A ``c`` after an ``n`` is cutout (``o``), so NVlabs' ``"bgcfnc"`` parses to ``("b", "g", "c", "f", "n", "o")``."""
     if not isinstance(ops, str):
         raise TypeError(f"ops must be a string of group letters such as 'bgc', got {type(ops).__name__}")
-    for letter in ops:
-        if letter not in ADA_GROUPS:
-            raise ValueError(
-                f"unknown ADA op group {letter!r} in ops={ops!r}; valid letters: "
-                + ", ".join(f"{k} ({'/'.join(v)})" for k, v in ADA_GROUPS.items())
-                + " (the paper's 'f' filter and 'n' noise/cutout groups are not implemented)"
-            )
-    return tuple(letter for letter in ADA_GROUPS if letter in ops)
+    return ada_groups(ops)
+
+
+def filter_bank() -> Tensor:
+    """``[4, 15]`` float64 symmetric 1-D filters splitting a signal into octave bands, lowest band first. They sum
+    to a unit impulse, so equal gains give the identity. Low-passes: binomial [1, 2, 1] / 4 dilated by 1, 2, 4."""
+    taps = 15
+    binomial = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64) / 4
+    lows, low = [], torch.ones(1, dtype=torch.float64)
+    for dilation in (1, 2, 4):
+        f = torch.zeros(2 * dilation + 1, dtype=torch.float64)
+        f[::dilation] = binomial
+        low = F.conv1d(F.pad(low, (len(f) - 1, len(f) - 1))[None, None], f.flip(0)[None, None])[0, 0]
+        pad = (taps - len(low)) // 2
+        lows.append(F.pad(low, (pad, pad)))
+    delta = torch.zeros(taps, dtype=torch.float64)
+    delta[taps // 2] = 1
+    l1, l2, l3 = lows  # cutoffs near 1/4, 1/8, 1/16 of the sampling rate
+    return torch.stack([l3, l2 - l3, l1 - l2, delta - l1])
+
+
+FILTER_BANK = filter_bank()
+BAND_POWER = torch.tensor([10.0, 1.0, 1.0, 1.0], dtype=torch.float64) / 13  # expected power of a 1/f image
+
+
+def filter_transform(x: Tensor, h: Tensor) -> Tensor:
+    """Filter ``x [N, C, H, W]`` with the per-sample separable 1-D filters ``h [N, taps]`` (odd), along x then y,
+    with reflect padding. Needs H and W > taps // 2."""
+    n, c, hh, ww = x.shape
+    k = h.shape[1]
+    w = h.to(x.device, x.dtype).repeat_interleave(c, dim=0)  # [N * C, taps]
+    y = x.reshape(1, n * c, hh, ww)
+    y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), w[:, None, None, :], groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), w[:, None, :, None], groups=n * c)
+    return y.reshape(n, c, hh, ww)
 
 
 def _color_channels(c: int) -> int:
@@ -216,6 +258,9 @@ class AdaAugment(torch.nn.Module):
         brightness_std: std of the brightness offset (images in [-1, 1]).
         contrast_std, saturation_std: std of log2 of the contrast / saturation factor.
         hue_max: max hue rotation, as a fraction of pi.
+        filter_std: std of log2 of each band's gain (``f``).
+        noise_std: std of the per-sample noise std (``n``).
+        cutout_size: side of the cutout square, as a fraction of the image side (``o``).
 
     The defaults are the paper's. ``p`` is a plain float attribute: it lives in ``AdaController``'s state.
     """
@@ -235,6 +280,9 @@ class AdaAugment(torch.nn.Module):
         contrast_std: float = 0.5,
         hue_max: float = 1.0,
         saturation_std: float = 1.0,
+        filter_std: float = 1.0,
+        noise_std: float = 0.1,
+        cutout_size: float = 0.5,
     ) -> None:
         super().__init__()
         self.ops = "".join(parse_ops(ops))
@@ -251,6 +299,7 @@ class AdaAugment(torch.nn.Module):
         self.xint_max, self.scale_std, self.rotate_max, self.aniso_std = xint_max, scale_std, rotate_max, aniso_std
         self.xfrac_std, self.brightness_std, self.contrast_std = xfrac_std, brightness_std, contrast_std
         self.hue_max, self.saturation_std = hue_max, saturation_std
+        self.filter_std, self.noise_std, self.cutout_size = filter_std, noise_std, cutout_size
         self.p = p
 
     @property
@@ -294,6 +343,12 @@ class AdaAugment(torch.nn.Module):
             x = self._geometric(x, rand, randn, chosen)
         if "c" in self.ops:
             x = self._color(x, rand, randn, chosen)
+        if "f" in self.ops:
+            x = self._filter(x, randn, chosen)
+        if "n" in self.ops:
+            x = self._noise(x, generator, gdev, randn, chosen)
+        if "o" in self.ops:
+            x = self._cutout(x, rand, chosen)
         return x
 
     # Appendix B, pixel blitting (official: xflip, rotate90, xint).
@@ -397,6 +452,64 @@ class AdaAugment(torch.nn.Module):
         cmat = (vvt + (eye4 - vvt) * s) @ cmat
 
         return _apply_to(x, hit, lambda xs, idx: color_transform(xs, cmat[idx]))
+
+
+    # Appendix B, image-space filtering (official: imgfilter, 4 bands, std 1).
+    def _filter(self, x: Tensor, randn: Callable, chosen: Callable) -> Tensor:
+        n, c, h, w = x.shape
+        k = _color_channels(c)
+        if min(h, w) <= FILTER_BANK.shape[1] // 2:
+            raise ValueError(f"ADA filter ('f') needs images larger than {FILTER_BANK.shape[1] // 2} pixels, got "
+                             f"{h}x{w}")
+        bands = FILTER_BANK.shape[0]
+        gains = torch.ones(n, bands, dtype=torch.float64)
+        hit = torch.zeros(n, dtype=torch.bool)
+        for i in range(bands):  # one band at a time, renormalised so the expected power stays that of 1/f
+            t_i = torch.exp2(randn(n) * self.filter_std)
+            m = chosen(self._prob("filter"), n)
+            hit |= m
+            t = torch.ones(n, bands, dtype=torch.float64)
+            t[:, i] = torch.where(m, t_i, torch.ones_like(t_i))
+            gains = gains * t / (BAND_POWER * t.square()).sum(dim=1, keepdim=True).sqrt()
+        h_ = gains @ FILTER_BANK  # [N, taps]
+
+        def apply(xs: Tensor, idx: Tensor) -> Tensor:
+            return torch.cat([filter_transform(xs[:, :k], h_[idx]), xs[:, k:]], dim=1)
+
+        return _apply_to(x, hit, apply)
+
+    # Appendix B, additive RGB noise (official: noise, std 0.1).
+    def _noise(self, x: Tensor, generator: torch.Generator | None, gdev: torch.device, randn: Callable,
+               chosen: Callable) -> Tensor:
+        n, c, h, w = x.shape
+        k = _color_channels(c)
+        sigma = randn(n).abs() * self.noise_std
+        seeds = torch.randint(0, 2**62, (n,), generator=generator, device=gdev).cpu()
+        hit = chosen(self._prob("noise"), n) & (sigma > 0)
+
+        def apply(xs: Tensor, idx: Tensor) -> Tensor:
+            noise = torch.stack([torch.randn(k, h, w, generator=torch.Generator().manual_seed(int(seeds[i])))
+                                 * float(sigma[i]) for i in idx.tolist()])
+            return torch.cat([xs[:, :k] + noise.to(xs.device, xs.dtype), xs[:, k:]], dim=1)
+
+        return _apply_to(x, hit, apply)
+
+    # Appendix B, cutout (official: cutout, size 0.5): one square set to 0 (mid-gray for images in [-1, 1]).
+    def _cutout(self, x: Tensor, rand: Callable, chosen: Callable) -> Tensor:
+        n, _, h, w = x.shape
+        centre = rand(n, 2)  # (cx, cy) in [0, 1) of the side
+        hit = chosen(self._prob("cutout"), n)
+
+        def apply(xs: Tensor, idx: Tensor) -> Tensor:
+            cx, cy = (centre[idx, j].to(xs.device, torch.float32)[:, None] for j in (0, 1))
+            px = (torch.arange(w, device=xs.device) + 0.5) / w  # pixel centres
+            py = (torch.arange(h, device=xs.device) + 0.5) / h
+            keep_x = (px[None] - cx).abs() >= self.cutout_size / 2  # [n, W]
+            keep_y = (py[None] - cy).abs() >= self.cutout_size / 2  # [n, H]
+            keep = keep_x[:, None, :] | keep_y[:, :, None]  # [n, H, W]
+            return xs * keep[:, None].to(xs.dtype)
+
+        return _apply_to(x, hit, apply)
 
 
 def _apply_to(x: Tensor, hit: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
