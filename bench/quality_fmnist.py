@@ -197,6 +197,45 @@ def copying(fakes: torch.Tensor, n: int) -> dict[str, float]:
             "nn_ratio": round(float((d_train / d_test).median()), 3)}
 
 
+def plot_curves(curves: dict[str, list[tuple[float, float]]], path: Path, ylabel: str = "judge-FID") -> None:
+    """A small line chart (PIL only): one polyline per named curve of (kimg, value) points."""
+    from PIL import Image, ImageDraw
+
+    w, h, left, right, top, bottom = 640, 360, 60, 110, 20, 40
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    xs = [x for c in curves.values() for x, _ in c]
+    ys = [y for c in curves.values() for _, y in c]
+    x0, x1, y0, y1 = 0.0, max(xs), 0.0, max(ys) * 1.05
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x0) / (x1 - x0) * (w - left - right),
+                h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom))
+
+    d.rectangle([left, top, w - right, h - bottom], outline="black")
+    for i in range(6):  # ticks
+        xv, yv = x0 + (x1 - x0) * i / 5, y0 + (y1 - y0) * i / 5
+        px, _ = at(xv, 0)
+        _, py = at(0, yv)
+        d.line([px, h - bottom, px, h - bottom + 4], fill="black")
+        d.text((px - 10, h - bottom + 6), f"{xv:.0f}", fill="black")
+        d.line([left - 4, py, left, py], fill="black")
+        d.text((left - 40, py - 6), f"{yv:.1f}", fill="black")
+    d.text(((w - right + left) / 2 - 15, h - 16), "kimg", fill="black")
+    d.text((4, top - 14), ylabel, fill="black")
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    for k, (name, pts) in enumerate(curves.items()):
+        col = colors[k % len(colors)]
+        d.line([at(x, y) for x, y in pts], fill=col, width=2)
+        for x, y in pts:
+            cx, cy = at(x, y)
+            d.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=col)
+        d.line([w - right + 8, top + 12 + 16 * k, w - right + 28, top + 12 + 16 * k], fill=col, width=2)
+        d.text((w - right + 32, top + 6 + 16 * k), name, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
 def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> None:
     """Judge-FID/KID of every run's snapshots, one every ``every_kimg``: the training curve of the small-data arms
     (does the un-augmented D overfit and its FID turn back up?), with `copying` on the first 2,000 samples. Also
@@ -233,6 +272,8 @@ def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> Non
         kid, _ = kernel_inception_distance(f, f_test)
         out[f"copy_floor_{n}"] = {"fid_judge": round(frechet_distance(f, f_test), 3),
                                   "kid_judge_x1000": round(kid * 1000, 3)}
+    plot_curves({f"{r['aug']} ({r['train_images']})": [(row["kimg"], row["fid_judge"]) for row in r["curve"]]
+                 for r in out["runs"].values()}, IMG / f"{name.removeprefix('quality-')}.png")
     write(name, out)
 
 
