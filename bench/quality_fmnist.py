@@ -236,6 +236,12 @@ def plot_curves(curves: dict[str, list[tuple[float, float]]], path: Path, ylabel
     img.save(path)
 
 
+def curve_label(r: dict) -> str:
+    aug = r["aug"]
+    return f"{'no aug.' if aug == 'none' else ('ADA ' + aug if set(aug) <= set('bgcfno') else aug)} " \
+           f"({r['train_images']})"
+
+
 def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> None:
     """Judge-FID/KID of every run's snapshots, one every ``every_kimg``: the training curve of the small-data arms
     (does the un-augmented D overfit and its FID turn back up?), with `copying` on the first 2,000 samples. Also
@@ -272,7 +278,7 @@ def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> Non
         kid, _ = kernel_inception_distance(f, f_test)
         out[f"copy_floor_{n}"] = {"fid_judge": round(frechet_distance(f, f_test), 3),
                                   "kid_judge_x1000": round(kid * 1000, 3)}
-    plot_curves({f"{r['aug']} ({r['train_images']})": [(row["kimg"], row["fid_judge"]) for row in r["curve"]]
+    plot_curves({curve_label(r): [(row["kimg"], row["fid_judge"]) for row in r["curve"]]
                  for r in out["runs"].values()}, IMG / f"{name.removeprefix('quality-')}.png")
     write(name, out)
 
