@@ -39,8 +39,8 @@ Departures from the official pipeline:
   luma flip there (a gray image is negated). Hue and saturation are skipped in both.
 * Sampling coordinates are computed with elementwise ops (not ``affine_grid``'s matmul), so no TF32 rounding.
 * The ``f`` bands come from dilated binomial [1, 2, 1] / 4 low-passes (15 taps, bands summing exactly to a unit
-  impulse), not from the official sym2 wavelet; band edges are near 1/8, 1/4 and 1/2 of the sampling rate as
-  there, and the filter is applied along x, then along y, with reflect padding, as there.
+  impulse), not from the official sym2 wavelet; band edges are near 1/8, 1/4 and 1/2 of the Nyquist frequency
+  as there, and the filter is applied along x, then along y, with reflect padding, as there.
 * The ``n`` noise images come from a per-sample seed drawn from the generator (so the stream still does not
   depend on p) and are only generated for the samples the op selects.
 """
