@@ -275,7 +275,7 @@ class SynthesisBlock(nn.Module):
                 x = self.conv1(x, ws[:, 1], noise_mode, fused)
             y = self.torgb(x, ws[:, self.num_conv], fused)
         # The RGB skip path stays in float32 under autocast (NVlabs keeps img fp32 too): it is the output.
-        with torch.autocast(device_type=y.device.type, enabled=False):
+        with full_precision(y, True):
             y = y.float()
             img = y if img is None else upsample2d(img, self.resample_filter.float()) + y  # [N, channels, R, R]
         return x, img
