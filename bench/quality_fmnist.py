@@ -186,11 +186,15 @@ def evaluate(model: str, run: Path, minutes: float | None, tag: str = "", overri
     write(f"quality-fmnist-{model}{tag}", result)
 
 
-def copying(fakes: torch.Tensor, n: int) -> dict[str, float]:
-    """Does G copy its training images? Pixel L2 from each sample to its nearest training image and to its
-    nearest among as many test images; a median ratio well below 1 means samples sit on training images."""
-    train_x = to_float(load_dataset("fashion-mnist", RES, resize="pad", split="train", max_images=n, seed=0).images)
-    test_x = to_float(fmnist("test").images[:n])
+def train_subset(n: int) -> torch.Tensor:
+    """The small-data arms' training images (``data.max_images=n``, ``data.subset_seed=0``), as floats."""
+    return to_float(load_dataset("fashion-mnist", RES, resize="pad", split="train", max_images=n, seed=0).images)
+
+
+def copying(fakes: torch.Tensor, train_x: torch.Tensor, test_x: torch.Tensor) -> dict[str, float]:
+    """Does G copy its training images ``train_x``? Pixel L2 from each sample to its nearest training image and
+    to its nearest among as many test images ``test_x``; a median ratio well below 1 means samples sit on
+    training images."""
     d_train = torch.cdist(fakes.flatten(1), train_x.flatten(1)).min(1).values
     d_test = torch.cdist(fakes.flatten(1), test_x.flatten(1)).min(1).values
     return {"nn_l2_train": round(float(d_train.median()), 3), "nn_l2_test": round(float(d_test.median()), 3),
@@ -248,33 +252,35 @@ def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> Non
     the "copy floor": the scores of the training subset itself, i.e. of a generator that reproduces its training
     images exactly."""
     judge = load_judge(JUDGE)
-    f_test = features(judge, to_float(fmnist("test").images))
+    test_x = to_float(fmnist("test").images)
+    f_test = features(judge, test_x)
+    subsets: dict[int, torch.Tensor] = {}  # training images per subset size
     out: dict = {"bench": "quality_fmnist-curve", "num_generated": num,
                  "protocol": f"judge features; {num} generated (G_ema, seeds 0..{num - 1}) vs 10k test", "runs": {}}
-    images = set()
     for run in runs:
         cfg = json.loads((run / "config.json").read_text())
-        images.add(cfg["data"]["max_images"])
+        n = cfg["data"]["max_images"]
+        if n not in subsets:
+            subsets[n] = train_subset(n)
         rows, last = [], -1e9
         snaps = sorted((run / "snapshots").glob("step*.safetensors"))
         for snap in snaps:
-            G = load_generator(snap.with_suffix(""))
-            kimg = G.meta["kimg"]
+            kimg = json.loads(snap.with_suffix(".json").read_text())["kimg"]  # the sidecar: no weights loaded
             if kimg - last < every_kimg and snap != snaps[-1]:  # the final snapshot is always scored
                 continue
             last = kimg
+            G = load_generator(snap.with_suffix(""))
             fakes = to_float(generated_images(G, num, batch=1000)[0])
             f = features(judge, fakes)
             kid, kid_std = kernel_inception_distance(f, f_test)
             rows.append({"kimg": kimg, "fid_judge": round(frechet_distance(f, f_test), 3),
                          "kid_judge_x1000": round(kid * 1000, 3), "kid_std_x1000": round(kid_std * 1000, 3),
-                         **copying(fakes[:2000], cfg["data"]["max_images"])})
+                         **copying(fakes[:2000], subsets[n], test_x[:n])})
             print(run.name, rows[-1], flush=True)
         out["runs"][run.name] = {"aug": cfg["loss"]["ada"] or cfg["loss"]["diffaugment"] or "none",
                                  "train_images": cfg["data"]["max_images"], "curve": rows}
-    for n in sorted(i for i in images if i):
-        train_subset = load_dataset("fashion-mnist", RES, resize="pad", split="train", max_images=n, seed=0)
-        f = features(judge, to_float(train_subset.images))
+    for n, train_x in sorted(subsets.items()):
+        f = features(judge, train_x)
         kid, _ = kernel_inception_distance(f, f_test)
         out[f"copy_floor_{n}"] = {"fid_judge": round(frechet_distance(f, f_test), 3),
                                   "kid_judge_x1000": round(kid * 1000, 3)}
