@@ -106,6 +106,24 @@ def test_channel_plan_matches_nvlabs():
     assert [b.conv1.weight.shape[0] for b in G.synthesis.blocks] == [channels_at(lv, 8, 16) for lv in (3, 2, 1, 0)]
 
 
+@pytest.mark.parametrize("preset,cbase", [("stylegan2-128", 16384), ("stylegan2-256", 16384),
+                                          ("stylegan2-512", 32768)])
+def test_presets_follow_nvlabs_auto_channels(preset, cbase):
+    # stylegan2-ada-pytorch cfg 'auto': channels(res) = min(cbase // res, 512), with cbase 16384 (fmaps 0.5)
+    # below 512 px and 32768 (fmaps 1) from 512 px. Built on the meta device: shapes only, no memory.
+    from ganforge.config import resolve_config
+    from ganforge.tasks.gan import GanTask
+
+    cfg = resolve_config(preset)
+    res = cfg.data.resolution
+    with torch.device("meta"):
+        task = GanTask(cfg, channels=3, num_classes=0)
+    assert [b.conv1.weight.shape[0] for b in task.G.synthesis.blocks] == \
+        [min(cbase // b.resolution, 512) for b in task.G.synthesis.blocks]
+    assert task.G.synthesis.blocks[-1].resolution == res
+    assert [b.conv0.weight.shape[0] for b in task.D.blocks] == \
+        [min(cbase // (res >> i), 512) for i in range(len(task.D.blocks))]
+
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -250,7 +250,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sngan-128": _SNGAN | dict(data=dict(resolution=128)),
     # StyleGAN2 (Karras et al. 2020), the stylegan2-ada-pytorch 'auto' config: 2-layer mapping, lr 0.0025,
     # betas (0, 0.99), lazy R1 gamma auto, path length 2 every 4 steps, style mixing 0.9, EMA 10 kimg.
-    # Widths are halved at 32 and 64 px so that they train on a CPU; add --aug ada for small datasets.
+    # 32 and 64 px are narrower than NVlabs' (64 channels at the output, at most 256) so that they train on a CPU;
+    # add --aug ada for small datasets.
     "stylegan2-32": _STYLEGAN2 | dict(data=dict(resolution=32),
                                       model=_STYLEGAN2["model"] | dict(g_width=64, d_width=64, max_width=256)),
     "stylegan2-64": _STYLEGAN2 | dict(data=dict(resolution=64),
@@ -258,6 +259,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "stylegan2-128": _STYLEGAN2 | dict(data=dict(resolution=128),
                                        model=_STYLEGAN2["model"] | dict(g_width=128, d_width=128)),
     "stylegan2-256": _STYLEGAN2 | dict(data=dict(resolution=256)),
+    # NVlabs' 'auto' doubles the channel base from 512 px (fmaps 1): 64 channels at 512, 128 at 256, ...
+    "stylegan2-512": _STYLEGAN2 | dict(data=dict(resolution=512)),
 }
 
 
