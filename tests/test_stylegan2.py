@@ -12,10 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ganforge.config import resolve_config
 from ganforge.losses import r1_penalty
 from ganforge.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from ganforge.nets import stylegan2 as sg
 from ganforge.nets.layers import channels_at
+from ganforge.tasks.gan import GanTask
 
 Z_DIM, W_DIM, K, N = 16, 16, 3, 4
 TINY = dict(width=8, max_width=16)
@@ -111,9 +113,6 @@ def test_channel_plan_matches_nvlabs():
 def test_presets_follow_nvlabs_auto_channels(preset, cbase):
     # stylegan2-ada-pytorch cfg 'auto': channels(res) = min(cbase // res, 512), with cbase 16384 (fmaps 0.5)
     # below 512 px and 32768 (fmaps 1) from 512 px. Built on the meta device: shapes only, no memory.
-    from ganforge.config import resolve_config
-    from ganforge.tasks.gan import GanTask
-
     cfg = resolve_config(preset)
     res = cfg.data.resolution
     with torch.device("meta"):
@@ -505,9 +504,6 @@ def test_reduced_precision_only_in_the_highest_resolutions(amp_res):
 
 
 def test_task_builds_stylegan2_with_amp_res_and_conv_clamp():
-    from ganforge.config import resolve_config
-    from ganforge.tasks.gan import GanTask
-
     cfg = resolve_config("stylegan2-32", {"data": {"source": "shapes"}, "model": {"amp_res": 2}})
     task = GanTask(cfg, channels=3, num_classes=0)
     assert task.G.config["amp_res"] == task.D.config["amp_res"] == 2
