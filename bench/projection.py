@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganforge.core.grid import save_grid, to_uint8
 from ganforge.data import load_dataset
-from ganforge.infer.images import save_grid, to_uint8
 from ganforge.infer.project import judge_features, project, psnr, synthesize_projection, w_stats
 from ganforge.infer.snapshot import load_generator
 from ganforge.metrics.judge import load_judge, to_float

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from ganforge.config import deep_merge, parse_set, resolve_config
+from ganforge.core.grid import save_grid, to_uint8
 from ganforge.data import load_dataset
-from ganforge.infer.images import save_grid, to_uint8
 from ganforge.infer.snapshot import load_generator
 from ganforge.metrics.distribution import frechet_distance, kernel_inception_distance
 from ganforge.metrics.evaluate import generated_images

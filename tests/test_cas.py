@@ -230,8 +230,8 @@ def test_run_cas_checks_everything_before_training(data):
 def test_run_cas_end_to_end_with_a_stylegan2_snapshot(style_run, tmp_path):
     """The real LoadedGenerator (tiny conditional StyleGAN2, 16 px RGB), resized down to 8 px data."""
     import ganforge
+    from ganforge.core.snapshot import snapshot_hash
     from ganforge.data import load_dataset
-    from ganforge.infer.style import snapshot_hash
     from tests.conftest import make_class_folder
 
     G = ganforge.load(style_run)

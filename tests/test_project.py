@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import ganforge
 from ganforge.cli import app
 from ganforge.config import resolve_config
-from ganforge.infer.images import save_image, to_uint8
+from ganforge.core.grid import save_image, to_uint8
 from ganforge.infer.project import (
     load_projection,
     load_target,

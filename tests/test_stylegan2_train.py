@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import ganforge
 from ganforge.cli import app
 from ganforge.config import ConfigError, resolve_config
+from ganforge.core import snapshot as snap
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.loop import train
 from ganforge.train.rundir import read_jsonl
@@ -209,8 +210,8 @@ def test_init_from_snapshot_and_mismatch_errors(class_folder, tmp_path):
     task = GanTask(cfg, channels=3, num_classes=0)
     note = ckpt.init_weights(source / "snapshots" / "latest", "stylegan2", {"G": task.G, "D": task.D})
     assert "D fresh" in note
-    snap = ckpt.load_snapshot_files(source / "snapshots" / "latest")[0]
-    assert all(torch.equal(v, snap[k]) for k, v in task.G.state_dict().items())
+    weights = snap.load_snapshot_files(source / "snapshots" / "latest")[0]
+    assert all(torch.equal(v, weights[k]) for k, v in task.G.state_dict().items())
     with pytest.raises(ckpt.CheckpointError, match="holds a stylegan2 model; this run trains dcgan"):
         ckpt.init_weights(source, "dcgan", {"G": task.G})
     wide = GanTask(_cfg(class_folder, tmp_path / "c", 0.032, model={"g_width": 16, "max_width": 64}), 3, 0)

@@ -11,6 +11,7 @@ import torch
 
 import ganforge
 from ganforge.config import resolve_config
+from ganforge.core import files
 from ganforge.tasks.gan import GanTask
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.loop import TrainingDiverged, train
@@ -109,14 +110,14 @@ def test_nan_guard_keeps_last_checkpoint(class_folder, tmp_path, monkeypatch):
 
 def test_atomic_write_interrupted_keeps_old_file(tmp_path, monkeypatch):
     target = tmp_path / "ckpt.bin"
-    ckpt.atomic_write_bytes(target, b"old")
+    files.atomic_write_bytes(target, b"old")
 
     def boom(fd):
         raise KeyboardInterrupt  # a kill between write and rename
 
-    monkeypatch.setattr(ckpt.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)
     with pytest.raises(KeyboardInterrupt):
-        ckpt.atomic_write_bytes(target, b"new" * 1000)
+        files.atomic_write_bytes(target, b"new" * 1000)
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target]
 
@@ -142,7 +143,7 @@ def test_disk_full_is_a_clear_error_and_keeps_checkpoints(tmp_path, monkeypatch)
         def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ckpt.os, "fdopen", lambda fd, mode: FullFile(real_fdopen(fd, mode)))
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: FullFile(real_fdopen(fd, mode)))
     with pytest.raises(ckpt.CheckpointError, match="disk full while writing .*ckpt-000000002.pt.*--resume"):
         ckpt.save_checkpoint(folder, 2, {"w": torch.zeros(3)}, keep=2)
     monkeypatch.undo()

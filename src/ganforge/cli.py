@@ -30,8 +30,8 @@ def _fail(message: str, code: int = 2) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that carry a message for the user (not a bug): printed without a traceback."""
     from ganforge.config import ConfigError
+    from ganforge.core.files import CheckpointError
     from ganforge.data import DatasetError
-    from ganforge.train.checkpoint import CheckpointError
     from ganforge.train.loop import TrainingDiverged
 
     return (ConfigError, DatasetError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError)
@@ -176,7 +176,7 @@ def generate(
     try:
         import numpy as np
 
-        from ganforge.infer.images import make_grid, save_gif, save_grid, save_image, to_uint8
+        from ganforge.core.grid import make_grid, save_gif, save_grid, save_image, to_uint8
         from ganforge.infer.snapshot import load_generator
 
         G = load_generator(snapshot, device=device)
@@ -231,7 +231,7 @@ def style_mix(
     """Style mixing: each row with the coarse/middle/fine styles of each column (a grid). Rows and columns are
     seeds or photos projected with `ganforge project`, e.g. --rows proj/ --cols 3-5 --styles fine."""
     try:
-        from ganforge.infer.images import save_image
+        from ganforge.core.grid import save_image
         from ganforge.infer.snapshot import load_generator
         from ganforge.infer.style import style_mix as mix
 
@@ -256,7 +256,7 @@ def arithmetic(
 ) -> None:
     """Latent arithmetic in W: each C plus scale * (mean w of A - mean w of B), e.g. to add an attribute."""
     try:
-        from ganforge.infer.images import save_image
+        from ganforge.core.grid import save_image
         from ganforge.infer.snapshot import load_generator
         from ganforge.infer.style import arithmetic as edit
 

@@ -41,9 +41,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from ganforge.infer.images import make_grid, save_gif, save_image, to_uint8
+from ganforge.core.files import atomic_write_bytes, atomic_write_text
+from ganforge.core.grid import make_grid, save_gif, save_image, to_uint8
 from ganforge.infer.snapshot import LoadedGenerator
-from ganforge.train.checkpoint import atomic_write_bytes, atomic_write_text
 
 SPACES = ("w", "w+")
 W_AVG_SAMPLES = 10_000
@@ -119,8 +119,8 @@ def judge_features(path: str | Path, device: str | torch.device = "cpu") -> Feat
     interpolation (antialiased when shrinking). Returns ``x [N, C, H, W] -> [N, feature_dim]`` (the judge's pooled
     penultimate features); the conversion is ``metrics.judge.judge_input``. A small classifier trained on one
     domain: a crude perceptual signal, not LPIPS."""
+    from ganforge.core.files import CheckpointError
     from ganforge.metrics.judge import judge_input, load_judge
-    from ganforge.train.checkpoint import CheckpointError
 
     try:
         net = load_judge(path).to(device)
@@ -277,7 +277,7 @@ def save_projection(result: ProjectionResult, out_dir: str | Path, snapshot: str
     ``target.png`` and ``progress.gif`` (target | projection at ~30 points of the optimisation)."""
     from safetensors.torch import save as st_save
 
-    from ganforge.infer.style import snapshot_hash
+    from ganforge.core.snapshot import snapshot_hash
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ganforge.infer.images import z_from_seeds
+from ganforge.core.files import CheckpointError
+from ganforge.core.grid import z_from_seeds
+from ganforge.core.snapshot import load_snapshot_files
 from ganforge.nets import GENERATORS, build_generator
-from ganforge.train.checkpoint import CheckpointError, load_snapshot_files
 
 
 class LoadedGenerator:

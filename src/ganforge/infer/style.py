@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ganforge.infer.images import make_grid, save_image, to_uint8, z_from_seeds
+from ganforge.core.files import atomic_write_text, file_sha256
+from ganforge.core.grid import make_grid, save_image, to_uint8, z_from_seeds
+from ganforge.core.snapshot import resolve_snapshot, snapshot_hash
 from ganforge.infer.snapshot import LoadedGenerator
 from ganforge.seeds import parse_seeds
-from ganforge.train.checkpoint import atomic_write_text, file_sha256, resolve_snapshot
 
 STYLE_RANGES = ("coarse", "middle", "fine")
 
@@ -191,11 +192,6 @@ def interpolate(G: LoadedGenerator, a, b, frames: int, space: str = "w", labels=
     const = {k: v.cpu() for k, v in noise_buffers(G).items()}
     na, nb = la.noise[0] or const, lb.noise[0] or const
     return draw(G, ws, [{k: torch.lerp(na[k], nb[k], float(ti)) for k in na} for ti in t])
-
-
-def snapshot_hash(snapshot: str | Path) -> str:
-    """SHA-256 of the snapshot's weights file: names exactly which model made an image."""
-    return file_sha256(resolve_snapshot(snapshot)[0])
 
 
 def synthesize_dataset(G: LoadedGenerator, snapshot: str | Path, out: Path, per_class: int, psi: float = 1.0,

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ganforge import __version__
+from ganforge.core.version import __version__
 from ganforge.metrics.judge import accuracy, fit_classifier
 
 ARMS = ("real", "real+synthetic", "synthetic", "real+classical")
@@ -317,7 +317,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def _generator_info(generator: ConditionalGenerator | None, snapshot: str | Path | None) -> dict[str, Any]:
     info: dict[str, Any] = {"snapshot": None if snapshot is None else str(snapshot), "sha256": None}
     if snapshot is not None:
-        from ganforge.infer.style import snapshot_hash
+        from ganforge.core.snapshot import snapshot_hash
 
         info["sha256"] = snapshot_hash(snapshot)
     meta = getattr(generator, "meta", None) or {}

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ganforge import __version__
+from ganforge.core.version import __version__
 from ganforge.data import parse_builtin
 from ganforge.metrics.distribution import (
     density_coverage,
@@ -112,7 +112,7 @@ def evaluate_sets(real: str | Path, fake: str | Path, metrics: Sequence[str] = (
 def generated_images(G, num: int, trunc: float = 1.0, batch: int = 500) -> tuple[np.ndarray, str]:
     """uint8 ``[num, C, H, W]`` from seeds 0..num-1 (class ``i % K`` for a conditional snapshot) and a
     description of that rule for the protocol."""
-    from ganforge.infer.images import to_uint8
+    from ganforge.core.grid import to_uint8
 
     out = []
     for i in range(0, num, batch):
@@ -130,9 +130,8 @@ def evaluate_snapshot(snapshot: str | Path, data: str, metrics: Sequence[str] = 
                       device: str = "cpu", write: bool = True, log: Callable[[str], None] = print) -> EvalRecord:
     """A snapshot's samples against a dataset (all of ``split``; default: test for built-ins). With ``write``
     and a snapshot inside a run folder, the record is appended to ``<run>/metrics.jsonl``."""
+    from ganforge.core.snapshot import resolve_snapshot, snapshot_hash
     from ganforge.infer.snapshot import load_generator
-    from ganforge.infer.style import snapshot_hash
-    from ganforge.train.checkpoint import resolve_snapshot
     from ganforge.train.rundir import RunLog
 
     metrics = parse_metrics(metrics, SNAPSHOT_METRICS)

@@ -32,8 +32,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 import ganforge
+from ganforge.core.files import file_sha256
 from ganforge.data.builtin import cache_dir
-from ganforge.train.checkpoint import file_sha256
 
 Images = np.ndarray | Tensor  # uint8 [N, C, H, W]
 
@@ -96,8 +96,9 @@ class JudgeExtractor:
 
     def __init__(self, path: str | Path | None = None, option: str | None = None, *,
                  device: str | torch.device = "cpu", spec: str | None = None):
+        from ganforge.core.files import CheckpointError
+        from ganforge.core.snapshot import resolve_snapshot
         from ganforge.metrics.judge import load_judge
-        from ganforge.train.checkpoint import CheckpointError, resolve_snapshot
 
         if path is None:
             if not SHIPPED_JUDGE.with_suffix(".json").is_file():

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ganforge import __version__
+from ganforge.core.version import __version__
 from ganforge.data.builtin import BUILTINS, cache_dir
 from ganforge.data.dataset import ImageDataset, load_dataset, parse_builtin
 from ganforge.metrics.extractors import Extractor, Images, check_images
@@ -194,7 +194,7 @@ def _write_entry(stem: Path, record: dict[str, Any], digest: str, features: Tens
                  log: Callable[[str], None]) -> None:
     from safetensors.torch import save as st_save
 
-    from ganforge.train.checkpoint import CheckpointError, atomic_write_bytes, atomic_write_text
+    from ganforge.core.files import CheckpointError, atomic_write_bytes, atomic_write_text
 
     tensors = {"features": features.contiguous()}
     if logits is not None:

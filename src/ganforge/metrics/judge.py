@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ganforge import __version__
+from ganforge.core.files import CheckpointError
+from ganforge.core.snapshot import load_snapshot_files, save_snapshot
+from ganforge.core.version import __version__
 from ganforge.nets.classifier import Classifier
-from ganforge.train.checkpoint import CheckpointError, load_snapshot_files, save_snapshot
 
 
 def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -35,10 +35,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ganforge.infer.style import snapshot_hash
+from ganforge.core.files import CheckpointError
+from ganforge.core.snapshot import snapshot_hash
 from ganforge.metrics.judge import judge_input, load_judge
 from ganforge.nets.classifier import Classifier
-from ganforge.train.checkpoint import CheckpointError
 
 DISTANCE_NAME = "judge-feature distance (not LPIPS)"
 FLOOR = 0.1  # soft normalisation floor, as a fraction of the layer's RMS feature norm (see the module docstring)

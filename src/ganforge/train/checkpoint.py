@@ -1,87 +1,29 @@
-"""Atomic file writes, full-state checkpoints (resume) and snapshots (inference).
+"""Full-state checkpoints for exact resume, and transfer learning from them.
 
-* A checkpoint is a ``torch.save`` of plain tensors, numbers and strings, loaded back with
-  ``torch.load(weights_only=True)``: nothing is ever unpickled.
-* A snapshot is ``<name>.safetensors`` (G_ema weights) plus ``<name>.json`` (how to rebuild it).
-* Every write goes to a temporary file in the same folder, is fsynced, then renamed over the target,
-  and the folder is fsynced. A kill at any moment leaves either the old or the new file, never half.
+A checkpoint is a ``torch.save`` of plain tensors, numbers and strings, loaded back with
+``torch.load(weights_only=True)``: nothing is ever unpickled. Files are written atomically (core.files).
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ganforge.core.files import CheckpointError, atomic_write_bytes
+from ganforge.core.snapshot import load_snapshot_files
+
 CHECKPOINT_RE = re.compile(r"^ckpt-(\d{9})\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint or snapshot could not be written or read; the message says which file and what to do."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not supported on some platforms (Windows); the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write a file so that readers only ever see the old or the complete new content."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise CheckpointError(
-                f"disk full while writing {path}; the previous files in {path.parent} are intact. "
-                "Free some space, then continue with --resume."
-            ) from exc
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Checkpoints (full training state, for exact resume)
 # ---------------------------------------------------------------------------------------------------------
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def checkpoint_path(folder: Path, step: int) -> Path:
     return Path(folder) / f"ckpt-{step:09d}.pt"
@@ -128,61 +70,6 @@ def load_latest_checkpoint(folder: Path, warn: Callable[[str], None] = print) ->
             errors.append(str(exc))
             warn(f"skipping unreadable checkpoint {path.name}; trying an older one")
     raise CheckpointError("no readable checkpoint:\n  " + "\n  ".join(errors))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Snapshots (G_ema weights + metadata, for inference)
-# ---------------------------------------------------------------------------------------------------------
-
-SNAPSHOT_FORMAT = "ganforge-snapshot/1"
-
-
-def save_snapshot(folder: Path, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    from safetensors.torch import save as st_save
-
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    meta = {"format": SNAPSHOT_FORMAT, **meta}
-    folder = Path(folder)
-    # Weights first, then JSON: a snapshot is complete once its JSON exists.
-    atomic_write_bytes(folder / f"{name}.safetensors", st_save(tensors))
-    atomic_write_text(folder / f"{name}.json", json.dumps(meta, indent=2))
-    return folder / f"{name}.safetensors"
-
-
-def resolve_snapshot(path: str | Path) -> tuple[Path, Path]:
-    """Accept ``snapshots/latest``, ``snapshots/latest.safetensors``, ``.json``, or a run folder."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        if (p / "snapshots").is_dir():
-            p = p / "snapshots" / "latest"
-        elif (p / "latest.json").exists():
-            p = p / "latest"
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
-    weights, meta = p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
-    missing = [str(f) for f in (weights, meta) if not f.exists()]
-    if missing:
-        raise CheckpointError(f"snapshot {path}: missing {' and '.join(missing)}. A snapshot is a "
-                              "<name>.safetensors + <name>.json pair, e.g. runs/00001-shapes-dcgan-32/snapshots/latest")
-    return weights, meta
-
-
-def load_snapshot_files(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors.torch import load_file
-
-    weights, meta_path = resolve_snapshot(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"snapshot metadata {meta_path} is unreadable: {exc}") from exc
-    if meta.get("format") != SNAPSHOT_FORMAT:
-        raise CheckpointError(f"{meta_path}: unknown snapshot format {meta.get('format')!r}, "
-                              f"expected {SNAPSHOT_FORMAT!r}")
-    try:
-        tensors = load_file(str(weights))
-    except Exception as exc:
-        raise CheckpointError(f"snapshot weights {weights} are unreadable: {exc}") from exc
-    return tensors, meta
 
 
 def init_weights(source: str | Path, arch: str, modules: dict[str, torch.nn.Module]) -> str:

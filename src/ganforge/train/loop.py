@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganforge import __version__
 from ganforge.config import TrainConfig
+from ganforge.core import files
+from ganforge.core import snapshot as snap
+from ganforge.core.grid import save_grid, to_uint8, z_from_seeds
+from ganforge.core.version import __version__
 from ganforge.data import ImageDataset, load_dataset
-from ganforge.infer.images import save_grid, to_uint8, z_from_seeds
 from ganforge.tasks import GanTask, StepInputs
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.dist import (
@@ -173,7 +175,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     display = ProgressDisplay(rc.kimg, enabled=progress and dist.is_main)
     tb = TensorBoardMirror(run) if rc.tensorboard and dist.is_main else None
     if dist.is_main:
-        ckpt.atomic_write_text(run / "config.json", cfg.to_json())
+        files.atomic_write_text(run / "config.json", cfg.to_json())
         if resume is None:
             log.log(f"new run {run.name}: {len(data)} images from {dc.source} ({data.fingerprint()}), "
                     f"{data.num_classes} classes, {dist.world_size} processes, device {device}, ganforge {__version__}")
@@ -210,8 +212,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                                        "not writing a checkpoint (the previous one is intact).")
         if snapshot:
             meta = _snapshot_meta(cfg, task, data, step, nimg)
-            ckpt.save_snapshot(snap_dir, f"step{step:09d}", G_ema.state_dict(), meta)
-            ckpt.save_snapshot(snap_dir, "latest", G_ema.state_dict(), meta)
+            snap.save_snapshot(snap_dir, f"step{step:09d}", G_ema.state_dict(), meta)
+            snap.save_snapshot(snap_dir, "latest", G_ema.state_dict(), meta)
         if checkpoint:
             state = {"step": step, "elapsed_s": elapsed, "dataset_fingerprint": data.fingerprint(),
                      "config_json": cfg.to_json(), "ganforge_version": __version__,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ganforge.train.checkpoint import atomic_write_text
+from ganforge.core.files import atomic_write_text
 
 RUN_RE = re.compile(r"^(\d{5})-")
 

@@ -1,4 +1,4 @@
-"""Image helpers shared by training (sample grids) and inference (generate, GIFs)."""
+"""Sample grids, GIFs and 8-bit image saving, shared by training (sample grids) and inference; seeded latents."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ganforge.train.checkpoint import atomic_write_bytes
+from ganforge.core.files import atomic_write_bytes
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
