@@ -27,9 +27,9 @@ import torch
 
 from ganforge.core.grid import save_grid, to_uint8
 from ganforge.data import load_dataset
-from ganforge.infer.project import judge_features, project, psnr, synthesize_projection, w_stats
+from ganforge.infer.project import project, psnr, synthesize_projection, w_stats
 from ganforge.infer.snapshot import load_generator
-from ganforge.metrics.judge import load_judge, to_float
+from ganforge.metrics.judge import judge_features, load_judge, to_float
 
 HERE = Path(__file__).resolve().parent
 JUDGE = HERE / "results" / "judge-fashion-mnist"

@@ -22,9 +22,9 @@ from PIL import Image
 import ganforge
 from ganforge.core.grid import make_grid, save_image, to_uint8
 from ganforge.data import load_dataset
-from ganforge.infer.project import judge_features, project, save_projection
+from ganforge.infer.project import project, save_projection
 from ganforge.infer.style import arithmetic, draw, interpolate, latents, style_layers, style_mix
-from ganforge.metrics.judge import load_judge, to_float
+from ganforge.metrics.judge import judge_features, load_judge, to_float
 
 HERE = Path(__file__).resolve().parent
 JUDGE = HERE / "results" / "judge-fashion-mnist"

@@ -64,11 +64,12 @@ class _GlobalOnly:
 
 
 def step_flops(cfg, data) -> int:
-    task = GanTask(cfg, channels=data.channels, num_classes=data.num_classes)
+    task = GanTask(cfg.model, cfg.loss, cfg.optim, cfg.data.resolution, data.channels, data.num_classes)
     b = cfg.optim.batch
     x = torch.from_numpy(np.array(data.images[:b])).float().div(127.5).sub(1)
     c = torch.from_numpy(data.labels[:b]) if data.labels is not None and task.num_classes else None
-    inp = StepInputs(real=x, c_real=c, gen=torch.Generator().manual_seed(0), step=0)
+    inp = StepInputs(batch={"image": x, **({"label": c} if c is not None else {})},
+                     gen=torch.Generator().manual_seed(0), step=0)
     # Lazy phases (R1 every 16 steps, path length every 4) are amortised: each phase's FLOPs / its interval.
     total = 0.0
     for phase in task.phases():

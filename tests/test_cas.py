@@ -17,6 +17,7 @@ from ganforge.metrics.cas import (
     mean_std,
     per_class_subset,
     run_cas,
+    run_cas_on_dataset,
     synthesize_per_class,
 )
 from ganforge.metrics.judge import fit_classifier
@@ -245,3 +246,20 @@ def test_run_cas_end_to_end_with_a_stylegan2_snapshot(style_run, tmp_path):
     assert d["protocol"]["trunc"] == 0.7 and d["data"]["channels"] == 3
     assert all(0 <= a <= 1 for r in report.results for a in r.accuracies)
     assert json.loads(json.dumps(d)) == d
+
+
+def test_run_cas_on_dataset_loads_both_splits_padded(style_run, tmp_path):
+    """The library call behind `ganforge eval cas`: a labelled folder with train/ and test/ at the snapshot's
+    resolution (16 px, already a multiple of 8), synthetic images padded like the real ones."""
+    from tests.conftest import make_class_folder
+
+    root = tmp_path / "labelled"
+    make_class_folder(root / "train", n_per_class=6)
+    make_class_folder(root / "test", n_per_class=3)
+    report = run_cas_on_dataset(style_run, root, [2], 4, [0], CasConfig(steps=5, batch=8, width=8),
+                                log=lambda s: None)
+    d = report.to_dict()
+    assert d["protocol"]["fit"] == "pad" and d["data"]["resolution"] == 16
+    assert (d["data"]["train_images"], d["data"]["test_images"]) == (18, 9)
+    assert d["data"]["class_names"] == ["bar", "disc", "square"] and d["generator"]["resized"] is False
+    assert {r["arm"] for r in d["results"]} == set(d["protocol"]["arms"])

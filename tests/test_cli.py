@@ -1,10 +1,9 @@
 """The CLI as a user drives it: dry runs, config errors that name the field, dataset inspection, the
-train -> generate -> resume flow, and a --help that does not import torch."""
+train -> generate -> resume flow and the resume rules (train/resume.py). Startup time: test_cli_startup.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ganforge.cli import app, parse_seeds
+from ganforge.config import ConfigError, resolve_config
+from ganforge.train import resume
 from ganforge.train.rundir import read_jsonl
-from tests.conftest import PYTHON, python_env
 
 runner = CliRunner()
 
@@ -48,7 +48,7 @@ def test_dry_run_prints_resolved_config():
 @pytest.mark.parametrize("args,field,hint", [
     (["--batch", "0"], "optim.batch", "greater than or equal to 1"),
     (["--set", "optim.g_lr=abc"], "optim.g_lr", "valid number"),
-    (["--set", "model.nope=1"], "model.nope", "not permitted"),
+    (["--set", "model.nope=1"], "model.nope (arch dcgan)", "not permitted"),
     (["--resolution", "30"], "data.resolution", "r0*2^n"),
     (["--loss", "l2"], "loss.adversarial", "'ns', 'hinge', 'wgan' or 'lsgan'"),
     (["--set", "optim.batch"], "optim.batch", "SECTION.FIELD=VALUE"),
@@ -179,22 +179,24 @@ def test_resume_extends_and_refuses_changes(cond_run):
     assert "resumed" in (cond_run / "log.txt").read_text()
 
 
-# ---------------------------------------------------------------------------------------------------------
-# startup: nothing heavy at import
-# ---------------------------------------------------------------------------------------------------------
-
-def test_help_does_not_import_torch():
-    probe = ("import sys\n"
-             "from ganforge import cli\n"
-             "argvs = (['--help'], ['train', '--help'], ['generate', '--help'], ['dataset', 'inspect', '--help'])\n"
-             "for argv in argvs:\n"
-             "    try:\n"
-             "        cli.app(argv, prog_name='ganforge')\n"
-             "    except SystemExit as e:\n"
-             "        assert e.code == 0, (argv, e.code)\n"
-             "heavy = sorted(m for m in ('torch', 'numpy', 'PIL', 'safetensors') if m in sys.modules)\n"
-             "print('HEAVY', heavy)\n")
-    res = subprocess.run([PYTHON, "-c", probe], env=python_env(), capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    assert "HEAVY []" in res.stdout
-    assert "--resume" in res.stdout and "--interpolate" in res.stdout
+def test_resume_config_allows_only_the_listed_fields(tmp_path, monkeypatch):
+    run = tmp_path / "00000-shapes-dcgan-32"
+    run.mkdir()
+    base = resolve_config("dcgan-32", {"data": {"source": "shapes"}, "run": {"kimg": 1}})
+    (run / "config.json").write_text(base.to_json())
+    cfg = resume.resume_config(run, {"run": {"kimg": 2.5, "threads": 1}, "optim": {}})
+    assert (cfg.run.kimg, cfg.run.threads) == (2.5, 1) and cfg.model == base.model and cfg.optim == base.optim
+    with pytest.raises(ConfigError, match=r"cannot change optim\.batch, loss\.r1_gamma \(only --kimg, --minutes, "
+                                          r"--threads, --device\)\. Start a new run"):
+        resume.resume_config(run, {"optim": {"batch": 16}, "loss": {"r1_gamma": 1.0}, "run": {"kimg": 2}})
+    with pytest.raises(ConfigError, match="cannot change --preset"):
+        resume.resume_config(run, {}, preset="dcgan-64")
+    with pytest.raises(ConfigError, match="run.kimg"):  # an allowed field is still validated
+        resume.resume_config(run, {"run": {"kimg": -1}})
+    with pytest.raises(FileNotFoundError, match="--resume takes a run folder"):
+        resume.resume_config(tmp_path / "nowhere", {})
+    # The rule is data: one more entry in the table allows one more field.
+    monkeypatch.setattr(resume, "RESUME_CHANGEABLE", (*resume.RESUME_CHANGEABLE, "optim.g_lr"))
+    assert resume.resume_config(run, {"optim": {"g_lr": 1e-4}}).optim.g_lr == 1e-4
+    with pytest.raises(ConfigError, match=r"--device, optim\.g_lr\)"):
+        resume.resume_config(run, {"optim": {"d_lr": 1e-4}})

@@ -1,5 +1,5 @@
-"""`ganforge eval`: folders, a snapshot against a dataset (metrics.jsonl, feature cache), paired image metrics,
-CAS, and the errors a user sees."""
+"""`ganforge eval sets | snapshot | pairs | cas`: folders, a snapshot against a dataset (metrics.jsonl, feature
+cache), paired image metrics, CAS, and the errors a user sees."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def run(*args):
 def test_two_folders_json_with_protocol(judge, tmp_path):
     a = make_class_folder(tmp_path / "a", n_per_class=12)
     b = make_class_folder(tmp_path / "b", n_per_class=12, classes=("disc", "bar", "square"))
-    code, out = run(a, b, "--metrics", "fid,kid,pr,dc,is", "--extractor", f"judge:{judge}", "--json",
+    code, out = run("sets", a, b, "--metrics", "fid,kid,pr,dc,is", "--extractor", f"judge:{judge}", "--json",
                     "--cache-dir", tmp_path / "cache")
     assert code == 0, out
     rec = json.loads(out.strip().splitlines()[-1])
@@ -45,14 +45,14 @@ def test_two_folders_json_with_protocol(judge, tmp_path):
     p = rec["protocol"]
     assert p["extractor"]["extractor"] == "judge" and len(p["extractor"]["sha256"]) == 64
     assert p["real"]["count"] == 36 and p["settings"]["kid"]["subset_size"] == 36  # adapts to the small set
-    code, out = run(a, a, "--metrics", "fid", "--extractor", f"judge:{judge}", "--json",
+    code, out = run("sets", a, a, "--metrics", "fid", "--extractor", f"judge:{judge}", "--json",
                     "--cache-dir", tmp_path / "cache")
     assert code == 0 and abs(json.loads(out.strip().splitlines()[-1])["metrics"]["fid"]) < 1e-6
 
 
 def test_snapshot_against_dataset_writes_metrics_jsonl_and_reuses_cache(style_run, judge, tmp_path):
     data = make_class_folder(tmp_path / "data")
-    args = [style_run / "snapshots" / "latest", "--data", data, "--num", 48, "--metrics", "fid,kid,ppl",
+    args = ["snapshot", style_run / "snapshots" / "latest", "--data", data, "--num", 48, "--metrics", "fid,kid,ppl",
             "--extractor", f"judge:{judge}", "--cache-dir", tmp_path / "cache", "--json"]
     code, out = run(*args)
     assert code == 0, out
@@ -108,11 +108,20 @@ def test_cas_from_the_cli(style_run, tmp_path):
 
 
 def test_eval_errors_name_the_problem(style_run, tmp_path):
-    code, out = run(tmp_path, tmp_path, "--metrics", "fid,lpips")
+    code, out = run("sets", tmp_path, tmp_path, "--metrics", "fid,lpips")
     assert code == 1 and "unknown metric(s) lpips" in out and "fid, kid, pr, dc, is" in out
-    code, out = run(style_run / "snapshots" / "latest")
-    assert code != 0 and "--data" in out
-    code, out = run(tmp_path, tmp_path, "--extractor", f"inception:{tmp_path / 'none.pt'}")
+    code, out = run("snapshot", style_run / "snapshots" / "latest")
+    assert code == 2 and "Missing option" in out and "--data" in out
+    code, out = run("cas", style_run / "snapshots" / "latest")
+    assert code == 2 and "Missing option" in out and "--data" in out
+    code, out = run("sets", tmp_path, tmp_path, "--extractor", f"inception:{tmp_path / 'none.pt'}")
     assert code == 1 and "inception-2015-12-05.pt" in out
-    code, out = run("a", "b", "c")
-    assert code != 0 and "takes 2 path(s), got 3" in out
+    code, out = run("sets", "a", "b", "c")
+    assert code == 2 and "unexpected extra argument" in out
+    code, out = run("cas", style_run, "--data", tmp_path, "--real-per-class", "10,many")
+    assert code == 2 and "'10,many' is not a comma list" in out
+    # Each mode takes only its own options, and the mode is a subcommand, never guessed from the paths.
+    code, out = run("pairs", tmp_path, tmp_path, "--num", 5)
+    assert code == 2 and "No such option" in out and "--num" in out
+    code, out = run(tmp_path, tmp_path)
+    assert code == 2 and "No such command" in out

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import ganforge
+from ganforge.core.latent import slerp
 from ganforge.infer.snapshot import LoadedGenerator
 from ganforge.metrics.judge import save_judge
 from ganforge.metrics.perceptual import DISTANCE_NAME, PerceptualDistance, image_distance, level_activations
-from ganforge.metrics.ppl import filtered_mean, path_distances, perceptual_path_length, slerp
+from ganforge.metrics.ppl import filtered_mean, path_distances, perceptual_path_length, unit
 from ganforge.nets import build_generator
 from ganforge.nets.classifier import Classifier
 
@@ -248,9 +249,10 @@ def test_eps_squared_normalisation_on_a_linear_generator(epsilon):
 
 def test_slerp_endpoints():
     a, b = torch.randn(3, 5), torch.randn(3, 5)
-    assert torch.allclose(slerp(a, b, torch.zeros(3, 1)), a / a.norm(dim=1, keepdim=True), atol=1e-6)
-    assert torch.allclose(slerp(a, b, torch.ones(3, 1)), b / b.norm(dim=1, keepdim=True), atol=1e-6)
-    assert torch.allclose(slerp(a, b, torch.rand(3, 1)).norm(dim=1), torch.ones(3))
+    assert torch.allclose(unit(slerp(a, b, torch.zeros(3, 1))), a / a.norm(dim=1, keepdim=True), atol=1e-6)
+    assert torch.allclose(unit(slerp(a, b, torch.ones(3, 1))), b / b.norm(dim=1, keepdim=True), atol=1e-6)
+    assert torch.allclose(slerp(a, b, torch.ones(3, 1)), b, atol=1e-5)
+    assert torch.allclose(slerp(unit(a), unit(b), torch.rand(3, 1)).norm(dim=1), torch.ones(3), atol=1e-5)
 
 
 def test_ppl_spaces_sampling_labels_and_perceptual_distance(G, dist):

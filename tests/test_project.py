@@ -19,12 +19,12 @@ from ganforge.core.grid import save_image, to_uint8
 from ganforge.infer.project import (
     load_projection,
     load_target,
-    parse_features,
     project,
     psnr,
     save_projection,
     synthesize_projection,
 )
+from ganforge.metrics.judge import parse_features
 from ganforge.train.loop import train
 from tests.conftest import make_class_folder, tiny_overrides
 
@@ -104,10 +104,10 @@ def test_feature_extractor_is_used(G, target):
     assert len(calls) == 1 + 5  # the target once, then every step
     assert any(h["feature"] > 0 for h in r.history)
     with pytest.raises(ValueError, match="judge:PATH"):
-        parse_features("vgg", G)
+        parse_features("vgg", G.device)
     with pytest.raises(ValueError, match="missing"):
-        parse_features("judge:/nonexistent/judge", G)
-    assert parse_features("none", G) is None
+        parse_features("judge:/nonexistent/judge", G.device)
+    assert parse_features("none", G.device) is None
 
 
 def test_load_target_converts_crops_and_resizes(tmp_path):

@@ -116,7 +116,7 @@ def test_presets_follow_nvlabs_auto_channels(preset, cbase):
     cfg = resolve_config(preset)
     res = cfg.data.resolution
     with torch.device("meta"):
-        task = GanTask(cfg, channels=3, num_classes=0)
+        task = GanTask(cfg.model, cfg.loss, cfg.optim, cfg.data.resolution, channels=3)
     assert [b.conv1.weight.shape[0] for b in task.G.synthesis.blocks] == \
         [min(cbase // b.resolution, 512) for b in task.G.synthesis.blocks]
     assert task.G.synthesis.blocks[-1].resolution == res
@@ -505,7 +505,7 @@ def test_reduced_precision_only_in_the_highest_resolutions(amp_res):
 
 def test_task_builds_stylegan2_with_amp_res_and_conv_clamp():
     cfg = resolve_config("stylegan2-32", {"data": {"source": "shapes"}, "model": {"amp_res": 2}})
-    task = GanTask(cfg, channels=3, num_classes=0)
+    task = GanTask(cfg.model, cfg.loss, cfg.optim, cfg.data.resolution, channels=3)
     assert task.G.config["amp_res"] == task.D.config["amp_res"] == 2
     assert task.G.config["conv_clamp"] == task.D.config["conv_clamp"] == 256
     assert [b.amp for b in task.G.synthesis.blocks] == [False, False, True, True]  # 4, 8 | 16, 32

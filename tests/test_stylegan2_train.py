@@ -49,6 +49,7 @@ def test_stylegan2_ada_trains_and_resumes_exactly(class_folder, tmp_path):
     b = ckpt.load_latest_checkpoint(resumed / "checkpoints")[1]
     assert a["step"] == b["step"] == 12 and a["task"] == b["task"]
     assert a["task"]["ada"]["p"] == pytest.approx(0.96) and a["task"]["ada"]["step"] == 12
+    a, b = a["modules"], b["modules"]
     for k, v in a["G_ema"].items():
         assert torch.equal(v, b["G_ema"][k]), k
     assert a["G_ema"]["mapping.w_avg"].abs().sum() > 0  # the mean w is tracked (for truncation)
@@ -78,6 +79,7 @@ def test_stylegan2_ada_kill_and_resume(class_folder, tmp_path):
     a = ckpt.load_latest_checkpoint(ref_run / "checkpoints")[1]
     b = ckpt.load_latest_checkpoint(run / "checkpoints")[1]
     assert a["step"] == b["step"] == 30 and a["task"] == b["task"] and a["task"]["ada"]["p"] > 0
+    a, b = a["modules"], b["modules"]
     for k, v in a["G_ema"].items():
         assert torch.equal(v, b["G_ema"][k]), k
 
@@ -112,7 +114,7 @@ def test_stylegan2_config_rules(tmp_path):
     cfg = resolve_config("stylegan2-64")
     assert cfg.r1_gamma_value() == pytest.approx(0.0002 * 64**2 / 64)
     for overrides, message in [
-        ({"model": {"cond": "acgan"}}, "not available for stylegan2"),
+        ({"model": {"cond": "acgan"}}, r"model.cond \(arch stylegan2\): Input should be 'none' or 'projection'"),
         ({"loss": {"ada": "bgx"}}, "unknown ADA op group"),
         ({"loss": {"r1_gamma": "big"}}, "loss.r1_gamma"),
         ({"loss": {"ada": "bgc", "diffaugment": "color"}}, "alternatives"),
@@ -123,7 +125,7 @@ def test_stylegan2_config_rules(tmp_path):
         resolve_config("dcgan-32", {"loss": {"pl_weight": 2.0}})
     with pytest.raises(ConfigError, match="freeze_d=4 is more than D's 3 blocks"):
         resolve_config("stylegan2-32", {"model": {"freeze_d": 4}})
-    with pytest.raises(ConfigError, match="FreezeD"):
+    with pytest.raises(ConfigError, match=r"model.freeze_d \(arch dcgan\): Extra inputs are not permitted"):
         resolve_config("dcgan-32", {"model": {"freeze_d": 1}})
     res = CliRunner().invoke(app, ["train", "--data", "shapes", "--preset", "stylegan2-32", "--aug", "ada",
                                    "--dry-run"])
@@ -190,14 +192,15 @@ def test_transfer_learning_with_freeze_d(class_folder, tmp_path):
     run = train(cfg, progress=False)
     assert "initialised from" in (run / "log.txt").read_text()
     new = ckpt.load_latest_checkpoint(run / "checkpoints")[1]
-    assert new["step"] == 4 and len(new["opt_D"]["state"]) < len(src["opt_D"]["state"])
+    assert new["step"] == 4 and len(new["optimizers"]["D"]["state"]) < len(src["optimizers"]["D"]["state"])
+    src, new = src["modules"], new["modules"]
     frozen = [k for k in src["D"] if k.startswith("blocks.0.")]
     assert frozen and all(torch.equal(src["D"][k], new["D"][k]) for k in frozen)
     trained = [k for k in src["D"] if k.startswith("blocks.1.") and k.endswith("weight")]
     assert trained and not all(torch.equal(src["D"][k], new["D"][k]) for k in trained)
     # The transferred G moved a little from the source's; a fresh run with the same seed is far from both.
     fresh = ckpt.load_latest_checkpoint(train(_cfg(class_folder, tmp_path / "c", 0.032, run={"seed": 5}),
-                                              progress=False) / "checkpoints")[1]
+                                              progress=False) / "checkpoints")[1]["modules"]
     key = "synthesis.blocks.0.conv1.weight"
     assert 0 < (new["G"][key] - src["G"][key]).abs().max() < 0.1 < (fresh["G"][key] - src["G"][key]).abs().max()
 
@@ -207,13 +210,16 @@ def test_init_from_snapshot_and_mismatch_errors(class_folder, tmp_path):
 
     source = train(_cfg(class_folder, tmp_path / "a", 0.032), progress=False)
     cfg = _cfg(class_folder, tmp_path / "b", 0.032)
-    task = GanTask(cfg, channels=3, num_classes=0)
-    note = ckpt.init_weights(source / "snapshots" / "latest", "stylegan2", {"G": task.G, "D": task.D})
+    task = GanTask(cfg.model, cfg.loss, cfg.optim, cfg.data.resolution, channels=3)
+    note = ckpt.init_weights(source / "snapshots" / "latest", "stylegan2", task.modules, task.snapshot_modules,
+                             task.ema)
     assert "D fresh" in note
-    weights = snap.load_snapshot_files(source / "snapshots" / "latest")[0]
+    weights = snap.load_snapshot(source / "snapshots" / "latest")[0]["G"]
     assert all(torch.equal(v, weights[k]) for k, v in task.G.state_dict().items())
+    assert all(torch.equal(v, weights[k]) for k, v in task.G_ema.state_dict().items())
     with pytest.raises(ckpt.CheckpointError, match="holds a stylegan2 model; this run trains dcgan"):
-        ckpt.init_weights(source, "dcgan", {"G": task.G})
-    wide = GanTask(_cfg(class_folder, tmp_path / "c", 0.032, model={"g_width": 16, "max_width": 64}), 3, 0)
+        ckpt.init_weights(source, "dcgan", {"G": task.G}, {"G": "G"}, {})
+    wcfg = _cfg(class_folder, tmp_path / "c", 0.032, model={"g_width": 16, "max_width": 64})
+    wide = GanTask(wcfg.model, wcfg.loss, wcfg.optim, wcfg.data.resolution, 3)
     with pytest.raises(ckpt.CheckpointError, match="G tensors match this run's shapes"):
-        ckpt.init_weights(source, "stylegan2", {"G": wide.G})
+        ckpt.init_weights(source, "stylegan2", {"G": wide.G}, {"G": "G"}, {})

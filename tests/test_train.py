@@ -42,7 +42,8 @@ def test_run_folder_contract(class_folder, tmp_path):
     assert [s for s, _ in ckpt.list_checkpoints(run / "checkpoints")] == [4, 8]  # keep_checkpoints=2
     meta = json.loads((run / "snapshots" / "latest.json").read_text())
     assert meta["dataset"]["fingerprint"] and meta["ganforge_version"] == ganforge.__version__
-    assert meta["net_config"]["resolution"] == 16 and meta["task"] == "gan"
+    assert meta["format"] == "ganforge-snapshot/2" and meta["task"] == "gan" and meta["pipeline"] == "generate"
+    assert meta["modules"]["G"]["net"] == "dcgan.G" and meta["modules"]["G"]["config"]["resolution"] == 16
     assert "new run" in (run / "log.txt").read_text()
     # A second run gets the next number.
     run2 = train(_cfg(class_folder, tmp_path / "runs", 0.008), progress=False)
@@ -64,8 +65,8 @@ def test_resume_is_exact(class_folder, tmp_path, preset, extra):
     assert _losses(resumed) == _losses(full)
     a = ckpt.load_latest_checkpoint(full / "checkpoints")[1]
     b = ckpt.load_latest_checkpoint(resumed / "checkpoints")[1]
-    for k, v in a["G_ema"].items():
-        assert torch.equal(v, b["G_ema"][k]), k
+    for k, v in a["modules"]["G_ema"].items():
+        assert torch.equal(v, b["modules"]["G_ema"][k]), k
     assert "resumed from ckpt-000000006.pt" in (resumed / "log.txt").read_text()
 
 

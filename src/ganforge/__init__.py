@@ -3,8 +3,9 @@
 Importing the package is cheap: torch and the heavy modules load on first use.
 
     import ganforge
-    G = ganforge.load("runs/00001-shapes-dcgan-32/snapshots/latest")
+    G = ganforge.load("runs/00001-shapes-dcgan-32/snapshots/latest")   # the snapshot's pipeline
     images = G.generate(seeds=range(16))            # [16, C, H, W] float in [-1, 1]
+    clean = ganforge.load("runs/00002-photos-denoise-25")(noisy_pixels)  # [H, W, C] uint8/uint16 in and out
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ if TYPE_CHECKING:
 __all__ = ["__version__", "load", "train", "resolve_config"]
 
 
-def load(snapshot: str, device: str = "cpu") -> LoadedGenerator:
-    """Load a snapshot (path with or without ``.safetensors``, or a run folder) as a callable generator."""
-    from ganforge.infer.snapshot import load_generator
+def load(snapshot: str, device: str = "cpu") -> LoadedGenerator | Any:
+    """Load a snapshot (path with or without ``.safetensors``, or a run folder) as its task's pipeline
+    (``ganforge.infer.pipelines.PIPELINES``): a callable generator for GANs, a tiled restorer for restoration."""
+    from ganforge.infer.pipelines import load_pipeline
 
-    return load_generator(snapshot, device=device)
+    return load_pipeline(snapshot, device=device)
 
 
 def train(config: TrainConfig, resume: str | None = None, progress: bool = True) -> Any:

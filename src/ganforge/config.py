@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import numbers
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -56,7 +56,7 @@ def resolution_plan(resolution: int) -> tuple[int, int]:
 
 class DataConfig(_Strict):
     source: str = Field("shapes", description="image folder, .zip, or built-in name (fashion-mnist, digits, shapes)")
-    resolution: int = Field(32, ge=8, le=1024)
+    resolution: int = Field(32, ge=8, le=1024, description="image size (gan) or training patch size (restore)")
     channels: Literal[1, 3, 4] | None = Field(None, description="None = 1 if every image is gray, else 3")
     resize: Literal["crop", "pad", "stretch"] = "crop"
     xflip: bool = Field(True, description="random horizontal flips of real images")
@@ -64,6 +64,9 @@ class DataConfig(_Strict):
     subset_seed: int = Field(0, ge=0, description="seed of the max_images subset (independent of run.seed, so "
                                                   "runs with different seeds see the same images)")
     use_labels: bool | None = Field(None, description="None = use class subfolders when there are >= 2")
+    derive: str = Field("", description="restore: make input/target pairs from single images with this transform, "
+                                        "e.g. noise:gaussian:25, gray, edges, downscale:4 (data/derive.py); '' = "
+                                        "the source holds pairs (lq/ + gt/, A/ + B/, or A|B files)")
 
     @field_validator("resolution")
     @classmethod
@@ -72,8 +75,8 @@ class DataConfig(_Strict):
         return v
 
 
-class ModelConfig(_Strict):
-    arch: Literal["dcgan", "sngan", "stylegan2"] = "dcgan"
+class _GanModel(_Strict):
+    """Fields every generator/discriminator pair has."""
     z_dim: int = Field(128, ge=1, le=4096)
     g_width: int = Field(64, ge=1, le=4096, description="G channels at the output resolution")
     d_width: int = Field(64, ge=1, le=4096, description="D channels at the input resolution")
@@ -81,17 +84,50 @@ class ModelConfig(_Strict):
     cond: Literal["none", "projection", "acgan"] = Field(
         "none", description="class conditioning: projection D + conditional BN, or ACGAN auxiliary classifier"
     )
-    d_spectral_norm: bool = Field(False, description="spectral norm in the DCGAN discriminator (SNGAN always)")
-    w_dim: int = Field(512, ge=1, le=4096, description="StyleGAN2: intermediate latent (W) size")
-    mapping_layers: int = Field(8, ge=1, le=16, description="StyleGAN2: layers of the mapping network")
-    freeze_d: int = Field(0, ge=0, le=16, description="StyleGAN2 FreezeD (Mo et al. 2020): keep D's first N blocks, "
+
+
+class DcganModel(_GanModel):
+    arch: Literal["dcgan"] = "dcgan"
+    d_spectral_norm: bool = Field(False, description="spectral norm in the discriminator (SNGAN always has it)")
+
+
+class SnganModel(_GanModel):
+    arch: Literal["sngan"] = "sngan"
+
+
+class StyleGAN2Model(_GanModel):
+    arch: Literal["stylegan2"] = "stylegan2"
+    cond: Literal["none", "projection"] = Field("none", description="class conditioning: projection D and a "
+                                                "class embedding in the mapping network (ACGAN is not available)")
+    w_dim: int = Field(512, ge=1, le=4096, description="intermediate latent (W) size")
+    mapping_layers: int = Field(8, ge=1, le=16, description="layers of the mapping network")
+    freeze_d: int = Field(0, ge=0, le=16, description="FreezeD (Mo et al. 2020): keep D's first N blocks, "
                                                       "from the highest resolution, fixed; for run.init_from")
-    amp_res: int = Field(4, ge=0, le=16, description="StyleGAN2: with run.amp on CUDA, only the N highest "
-                         "resolutions of G and D compute in bf16/fp16; the rest, the mappings and D's epilogue stay "
-                         "float32 (NVlabs num_fp16_res)")
+    amp_res: int = Field(4, ge=0, le=16, description="with run.amp on CUDA, only the N highest resolutions of G "
+                         "and D compute in bf16/fp16; the rest, the mappings and D's epilogue stay float32 (NVlabs "
+                         "num_fp16_res)")
 
 
-class LossConfig(_Strict):
+class ResCNNModel(_Strict):
+    """A residual CNN restorer (DnCNN-style, Zhang et al. 2017): it predicts the degradation and subtracts it."""
+    arch: Literal["rescnn"] = "rescnn"
+    width: int = Field(64, ge=1, le=1024, description="channels of the hidden layers")
+    depth: int = Field(17, ge=2, le=100, description="3x3 conv layers (DnCNN: 17 for Gaussian denoising)")
+    batch_norm: bool = Field(True, description="BN after the hidden convs (DnCNN)")
+
+
+# One class per architecture: a field that the chosen architecture lacks is an error that names it.
+ModelConfig = Annotated[DcganModel | SnganModel | StyleGAN2Model | ResCNNModel, Field(discriminator="arch")]
+
+# The tasks (tasks/__init__.py has the classes) and the architectures each can train; the first is the default.
+TASK_ARCHS: dict[str, tuple[str, ...]] = {
+    "gan": ("dcgan", "sngan", "stylegan2"),
+    "restore": ("rescnn",),
+}
+
+
+class GanLoss(_Strict):
+    task: Literal["gan"] = "gan"
     adversarial: Literal["ns", "hinge", "wgan", "lsgan"] = "ns"
     r1_gamma: float | Literal["auto"] = Field(
         0.0, description="R1 weight (Mescheder 2018); 0 disables; auto = 0.0002 * resolution^2 / batch (StyleGAN2-ADA)")
@@ -110,6 +146,11 @@ class LossConfig(_Strict):
     pl_decay: float = Field(0.01, gt=0.0, le=1.0, description="path-length running mean decay")
     pl_batch_shrink: int = Field(2, ge=1, le=64, description="path-length batch = batch / this")
     style_mixing: float = Field(0.0, ge=0.0, le=1.0, description="StyleGAN2 style-mixing probability")
+
+    def r1_gamma_value(self, resolution: int, batch: int) -> float:
+        """R1 weight with 'auto' resolved: 0.0002 * resolution^2 / batch (stylegan2-ada-pytorch, cfg 'auto')."""
+        g = self.r1_gamma
+        return 0.0002 * resolution**2 / batch if g == "auto" else float(g)
 
     @field_validator("r1_gamma")
     @classmethod
@@ -135,16 +176,26 @@ class LossConfig(_Strict):
         return ",".join(ops)
 
 
+class RestoreLoss(_Strict):
+    task: Literal["restore"] = "restore"
+    pixel: Literal["l1", "l2"] = Field("l1", description="pixel loss between output and target (PSNR-oriented)")
+
+
+# The loss section belongs to the task; TrainConfig fills loss.task from its own task field.
+LossConfig = Annotated[GanLoss | RestoreLoss, Field(discriminator="task")]
+
+
 class OptimConfig(_Strict):
-    g_lr: float = Field(2e-4, gt=0.0, le=1.0)
-    d_lr: float = Field(2e-4, gt=0.0, le=1.0)
+    g_lr: float = Field(2e-4, gt=0.0, le=1.0, description="generator (or the restoration network)")
+    d_lr: float = Field(2e-4, gt=0.0, le=1.0, description="discriminator(s)")
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     beta2: float = Field(0.999, ge=0.0, lt=1.0)
     batch: int = Field(64, ge=1, le=65536, description="global batch over all processes")
     batch_per_device: int | None = Field(None, ge=1, le=65536, description="micro-batch per process; smaller "
                                          "than batch / processes accumulates gradients. None = no accumulation")
     d_steps: int = Field(1, ge=1, le=20, description="D updates per G update")
-    ema_kimg: float = Field(10.0, ge=0.0, le=1e4, description="G EMA half-life in kimg; 0 disables")
+    ema_kimg: float = Field(10.0, ge=0.0, le=1e4, description="EMA half-life in kimg of the task's averaged "
+                            "modules (G; the restoration network); 0 disables")
     ema_rampup: float | None = Field(0.05, ge=0.0, le=1.0, description="EMA half-life <= rampup * kimg so far")
 
 
@@ -172,46 +223,81 @@ class RunConfig(_Strict):
 
 class TrainConfig(_Strict):
     preset: str = "custom"
+    task: Literal["gan", "restore"] = Field("gan", description="what is trained: gan (images from noise), "
+                                            "restore (image to image: denoise, ...); see TASK_ARCHS")
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    loss: LossConfig = LossConfig()
+    model: ModelConfig = DcganModel()
+    loss: LossConfig = GanLoss()
     optim: OptimConfig = OptimConfig()
     run: RunConfig = RunConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_task(cls, raw: Any) -> Any:
+        """The model and loss sections follow the task: the task's default arch, and loss.task."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        task = raw.get("task", "gan")
+        if raw.get("model") is None or isinstance(raw["model"], dict):
+            raw["model"] = {"arch": TASK_ARCHS.get(task, ("dcgan",))[0], **(raw.get("model") or {})}
+        loss = raw.get("loss")
+        if loss is None or isinstance(loss, dict):
+            raw["loss"] = {"task": task, **(loss or {})}
+        return raw
+
     @model_validator(mode="after")
     def _cross_checks(self) -> TrainConfig:
-        if self.loss.adversarial == "wgan" and self.loss.gp_weight == 0 and self.model.arch == "dcgan" \
-                and not self.model.d_spectral_norm:
-            raise ValueError("loss.adversarial='wgan' needs a Lipschitz constraint: set loss.gp_weight > 0 "
-                             "(typically 10) or model.d_spectral_norm=true")
-        if self.model.arch == "stylegan2":
-            if self.model.cond == "acgan":
-                raise ValueError("model.cond='acgan' is not available for stylegan2: use 'projection' or 'none'")
-            if self.model.d_spectral_norm:
-                raise ValueError("model.d_spectral_norm is a DCGAN option; stylegan2 uses equalized lr and R1")
-            n_blocks = resolution_plan(self.data.resolution)[1]
-            if self.model.freeze_d > n_blocks:
-                raise ValueError(f"model.freeze_d={self.model.freeze_d} is more than D's {n_blocks} blocks at "
-                                 f"resolution {self.data.resolution}")
-        elif self.model.freeze_d:
-            raise ValueError("model.freeze_d (FreezeD) is implemented for model.arch='stylegan2'")
-        elif self.loss.pl_weight > 0 or self.loss.style_mixing > 0:
-            raise ValueError("loss.pl_weight and loss.style_mixing need model.arch='stylegan2' "
-                             "(they act on its W latents)")
-        if self.loss.ada and self.loss.diffaugment:
-            raise ValueError("loss.ada and loss.diffaugment are alternatives: set only one of them")
+        archs = TASK_ARCHS[self.task]
+        if self.model.arch not in archs:
+            raise ValueError(f"model.arch={self.model.arch!r} cannot be trained by task {self.task!r}; valid: "
+                             f"{', '.join(archs)}")
+        if self.loss.task != self.task:
+            raise ValueError(f"loss.task={self.loss.task!r} but the run's task is {self.task!r}")
+        if self.task == "gan":
+            self._gan_checks()
         per = self.optim.batch_per_device
         if per is not None and self.optim.batch % per:
             raise ValueError(f"optim.batch={self.optim.batch} must be a multiple of optim.batch_per_device={per}")
         return self
 
+    def _gan_checks(self) -> None:
+        if self.loss.adversarial == "wgan" and self.loss.gp_weight == 0 and self.model.arch == "dcgan" \
+                and not self.model.d_spectral_norm:
+            raise ValueError("loss.adversarial='wgan' needs a Lipschitz constraint: set loss.gp_weight > 0 "
+                             "(typically 10) or model.d_spectral_norm=true")
+        if self.model.arch == "stylegan2":
+            n_blocks = resolution_plan(self.data.resolution)[1]
+            if self.model.freeze_d > n_blocks:
+                raise ValueError(f"model.freeze_d={self.model.freeze_d} is more than D's {n_blocks} blocks at "
+                                 f"resolution {self.data.resolution}")
+        elif self.loss.pl_weight > 0 or self.loss.style_mixing > 0:
+            raise ValueError("loss.pl_weight and loss.style_mixing need model.arch='stylegan2' "
+                             "(they act on its W latents)")
+        if self.loss.ada and self.loss.diffaugment:
+            raise ValueError("loss.ada and loss.diffaugment are alternatives: set only one of them")
+
     def r1_gamma_value(self) -> float:
-        """R1 weight with 'auto' resolved: 0.0002 * resolution^2 / batch (stylegan2-ada-pytorch, cfg 'auto')."""
-        g = self.loss.r1_gamma
-        return 0.0002 * self.data.resolution**2 / self.optim.batch if g == "auto" else float(g)
+        """R1 weight with 'auto' resolved (GAN task only); see ``GanLoss.r1_gamma_value``."""
+        return self.loss.r1_gamma_value(self.data.resolution, self.optim.batch)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2)
+
+    @classmethod
+    def from_saved(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Validate a config written by any ganforge version. Before tasks existed (no "task" key) the model
+        section held every architecture's fields; only the chosen architecture's are kept."""
+        raw = copy.deepcopy(raw)
+        model = raw.get("model")
+        if "task" not in raw and isinstance(model, dict) and model.get("arch") in _MODEL_CLASSES:
+            fields = _MODEL_CLASSES[model["arch"]].model_fields
+            raw["model"] = {k: v for k, v in model.items() if k in fields}
+        return cls.model_validate(raw)
+
+
+_MODEL_CLASSES: dict[str, type[_Strict]] = {
+    "dcgan": DcganModel, "sngan": SnganModel, "stylegan2": StyleGAN2Model, "rescnn": ResCNNModel}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -261,7 +347,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "stylegan2-256": _STYLEGAN2 | dict(data=dict(resolution=256)),
     # NVlabs' 'auto' doubles the channel base from 512 px (fmaps 1): 64 channels at 512, 128 at 256, ...
     "stylegan2-512": _STYLEGAN2 | dict(data=dict(resolution=512)),
+    # Restoration (task "restore"): a small DnCNN-style residual CNN trained with L1 on 48 px patches of any image
+    # folder, the noisy input made on the fly (Gaussian, sigma 25 of 255). No discriminator, no EMA.
+    "denoise-25": dict(task="restore", data=dict(resolution=48, derive="noise:gaussian:25", xflip=True),
+                       model=dict(arch="rescnn", width=32, depth=8, batch_norm=False),
+                       loss=dict(pixel="l1"),
+                       optim=dict(g_lr=1e-3, beta1=0.9, beta2=0.999, batch=16, ema_kimg=0.0),
+                       run=dict(kimg=50.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
 }
+
+
+_TAGS = {"model": set(_MODEL_CLASSES), "loss": set(TASK_ARCHS)}
 
 
 class ConfigError(ValueError):
@@ -298,7 +394,12 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "config"
+        loc = [str(p) for p in e["loc"]]
+        # Union sections carry their tag in the path (model.dcgan.nope): name the field, then the choice.
+        tag = ""
+        if len(loc) > 2 and loc[0] in _TAGS and loc[1] in _TAGS[loc[0]]:
+            tag = f" ({'arch' if loc[0] == 'model' else 'task'} {loc.pop(1)})"
+        field = ".".join(loc) + tag if loc else "config"
         got = e.get("input")
         got_s = "" if isinstance(got, dict) or "got " in e["msg"] else f" (got {got!r})"
         lines.append(f"  {field}: {e['msg']}{got_s}")

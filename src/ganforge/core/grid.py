@@ -1,4 +1,4 @@
-"""Sample grids, GIFs and 8-bit image saving, shared by training (sample grids) and inference; seeded latents."""
+"""Sample grids, GIFs and 8-bit image saving, shared by training (sample grids) and inference."""
 
 from __future__ import annotations
 
@@ -63,8 +63,3 @@ def save_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 20.0) -> Non
     fmt = "WEBP" if path.suffix.lower() == ".webp" else "GIF"
     pils[0].save(buf, format=fmt, save_all=True, append_images=pils[1:], duration=int(1000 / fps), loop=0)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def z_from_seeds(seeds: Sequence[int], z_dim: int) -> Tensor:
-    """One latent per seed, independent of batch composition: seed s always gives the same z."""
-    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])

@@ -10,19 +10,74 @@ import torch
 
 from ganforge.core.files import CheckpointError, atomic_write_bytes, atomic_write_text, file_sha256
 
-SNAPSHOT_FORMAT = "ganforge-snapshot/1"
+SNAPSHOT_FORMAT = "ganforge-snapshot/2"
+SNAPSHOT_V1 = "ganforge-snapshot/1"  # one module (a GAN's G_ema or a judge), unprefixed keys; still loads
 
 
-def save_snapshot(folder: Path, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+def save_snapshot(folder: Path, name: str, modules: dict[str, dict[str, torch.Tensor]],
+                  meta: dict[str, Any]) -> Path:
+    """Write ``<name>.safetensors`` (every module's tensors under ``<module>.<key>``) and ``<name>.json``.
+
+    ``meta["modules"]`` must describe each module: ``{"G": {"net": "sngan.G", "config": {...}}}`` with the
+    registry name (nets.NETS) and the constructor arguments; ``meta["task"]`` and ``meta["pipeline"]`` say what
+    made it and what applies it.
+    """
     from safetensors.torch import save as st_save
 
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    missing = [k for k in ("task", "pipeline", "modules") if k not in meta]
+    if missing or set(meta["modules"]) != set(modules):
+        raise ValueError(f"snapshot {name}: meta needs task, pipeline and one modules entry per module "
+                         f"(missing {missing}, modules {sorted(modules)} vs {sorted(meta.get('modules', {}))})")
+    flat = {f"{m}.{k}": v.detach().to("cpu").contiguous().clone() for m, sd in modules.items() for k, v in sd.items()}
     meta = {"format": SNAPSHOT_FORMAT, **meta}
     folder = Path(folder)
     # Weights first, then JSON: a snapshot is complete once its JSON exists.
-    atomic_write_bytes(folder / f"{name}.safetensors", st_save(tensors))
+    atomic_write_bytes(folder / f"{name}.safetensors", st_save(flat))
     atomic_write_text(folder / f"{name}.json", json.dumps(meta, indent=2))
     return folder / f"{name}.safetensors"
+
+
+def _v1_to_v2(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A v1 snapshot held one module with unprefixed keys: a GAN's G_ema ("gan") or a judge ("judge")."""
+    task, arch = meta.get("task"), meta.get("arch")
+    if task == "gan":
+        module, net, pipeline = "G", f"{arch}.G", "generate"
+    else:
+        module, net, pipeline = "net", arch, task
+    meta = {**meta, "format": SNAPSHOT_FORMAT, "pipeline": pipeline,
+            "modules": {module: {"net": net, "config": meta.get("net_config", {})}}}
+    meta.pop("net_config", None)
+    return meta, {module: tensors}
+
+
+def load_snapshot(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Tensors by module and the metadata (v1 snapshots are converted to the v2 layout on load).
+    Raises CheckpointError naming the file for a missing, unreadable or unknown-format snapshot."""
+    from safetensors.torch import load_file
+
+    weights, meta_path = resolve_snapshot(path)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"snapshot metadata {meta_path} is unreadable: {exc}") from exc
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt not in (SNAPSHOT_FORMAT, SNAPSHOT_V1):
+        raise CheckpointError(f"{meta_path}: unknown snapshot format {fmt!r}, expected {SNAPSHOT_FORMAT!r}; "
+                              "a newer ganforge may have written it")
+    try:
+        flat = load_file(str(weights))
+    except Exception as exc:
+        raise CheckpointError(f"snapshot weights {weights} are unreadable: {exc}") from exc
+    if fmt == SNAPSHOT_V1:
+        return _v1_to_v2(meta, flat)[::-1]
+    modules: dict[str, dict[str, torch.Tensor]] = {m: {} for m in meta.get("modules", {})}
+    for key, v in flat.items():
+        m, _, rest = key.partition(".")
+        if m not in modules:
+            raise CheckpointError(f"snapshot weights {weights}: tensor {key!r} belongs to no module listed in "
+                                  f"{meta_path.name} ({', '.join(modules)})")
+        modules[m][rest] = v
+    return modules, meta
 
 
 def resolve_snapshot(path: str | Path) -> tuple[Path, Path]:
@@ -41,24 +96,6 @@ def resolve_snapshot(path: str | Path) -> tuple[Path, Path]:
         raise CheckpointError(f"snapshot {path}: missing {' and '.join(missing)}. A snapshot is a "
                               "<name>.safetensors + <name>.json pair, e.g. runs/00001-shapes-dcgan-32/snapshots/latest")
     return weights, meta
-
-
-def load_snapshot_files(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors.torch import load_file
-
-    weights, meta_path = resolve_snapshot(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"snapshot metadata {meta_path} is unreadable: {exc}") from exc
-    if meta.get("format") != SNAPSHOT_FORMAT:
-        raise CheckpointError(f"{meta_path}: unknown snapshot format {meta.get('format')!r}, "
-                              f"expected {SNAPSHOT_FORMAT!r}")
-    try:
-        tensors = load_file(str(weights))
-    except Exception as exc:
-        raise CheckpointError(f"snapshot weights {weights} are unreadable: {exc}") from exc
-    return tensors, meta
 
 
 def snapshot_hash(snapshot: str | Path) -> str:

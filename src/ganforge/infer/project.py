@@ -18,7 +18,7 @@ The loss is ``pixel_weight * MSE(pixels) + feature_weight * feature distance + n
 NVlabs uses the LPIPS distance on VGG16 features; ganforge ships no VGG weights, so the feature term here is
 pluggable: any callable ``x [N, C, H, W] in [-1, 1] -> [N, D]``, compared as the squared distance between the
 unit-normalised feature vectors (a cosine distance, in [0, 4]). **This is not LPIPS**: no per-channel learned
-weights, no ImageNet network. ``judge_features`` adapts a ganforge judge (the small domain classifier of
+weights, no ImageNet network. ``metrics.judge.judge_features`` adapts a ganforge judge (the small domain classifier of
 ``metrics/judge.py``); without features the projection is pixel-only, which fits colours and layout well and
 fine texture less well.
 
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from ganforge.core import imagemath
 from ganforge.core.files import atomic_write_bytes, atomic_write_text
 from ganforge.core.grid import make_grid, save_gif, save_image, to_uint8
 from ganforge.infer.snapshot import LoadedGenerator
@@ -85,9 +86,10 @@ class ProjectionResult:
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
-    """Peak signal-to-noise ratio in dB of two images in the [-1, 1] convention (data range 2)."""
-    mse = float((a.detach().float().cpu() - b.detach().float().cpu()).square().mean())
-    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+    """PSNR in dB of two images ``[C, H, W]`` in the [-1, 1] convention: ``core.imagemath.psnr`` with data range 2,
+    in float64 (any channel count, alpha included; a batch ``[N, C, H, W]`` is taken as one image)."""
+    a, b = (x.detach().cpu().double().reshape(1, -1, *x.shape[-2:]) for x in (a, b))  # [1, C, H, W]
+    return float(imagemath.psnr(a, b, data_range=2.0)[0])
 
 
 def load_target(path: str | Path, channels: int, resolution: int) -> Tensor:
@@ -109,38 +111,6 @@ def load_target(path: str | Path, channels: int, resolution: int) -> Tensor:
     pixels = np.asarray(image)
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     return torch.from_numpy(pixels.copy()).float().div(127.5).sub(1.0)  # [C, R, R]
-
-
-def judge_features(path: str | Path, device: str | torch.device = "cpu") -> Features:
-    """A judge snapshot as a differentiable feature extractor for generator images (any channel count).
-
-    Images are converted to the judge's channels (gray -> RGB by repetition, RGB -> gray by the ITU-R 601 luma
-    weights, alpha composited over black and dropped) and resized to the judge's resolution with bilinear
-    interpolation (antialiased when shrinking). Returns ``x [N, C, H, W] -> [N, feature_dim]`` (the judge's pooled
-    penultimate features); the conversion is ``metrics.judge.judge_input``. A small classifier trained on one
-    domain: a crude perceptual signal, not LPIPS."""
-    from ganforge.core.files import CheckpointError
-    from ganforge.metrics.judge import judge_input, load_judge
-
-    try:
-        net = load_judge(path).to(device)
-    except CheckpointError as exc:
-        raise ValueError(f"--features judge:{path}: {exc}") from None
-
-    def extract(x: Tensor) -> Tensor:
-        return net.features(judge_input(x, net.channels, net.resolution))
-
-    return extract
-
-
-def parse_features(spec: str | None, G: LoadedGenerator) -> Features | None:
-    """``none`` (or None) -> pixel loss only; ``judge:PATH`` -> :func:`judge_features`."""
-    if spec is None or spec.strip().lower() == "none":
-        return None
-    kind, _, arg = spec.partition(":")
-    if kind == "judge" and arg:
-        return judge_features(arg, G.device)
-    raise ValueError(f"--features must be 'none' or 'judge:PATH' (a judge snapshot), got {spec!r}")
 
 
 def noise_buffers(G: LoadedGenerator) -> dict[str, Tensor]:

@@ -1,4 +1,5 @@
-"""Load a snapshot (safetensors + JSON) into a callable generator; latent walks."""
+"""Snapshot loading for every pipeline (``build_modules``), and the "generate" pipeline: ``LoadedGenerator``, a
+callable generator with seeds, labels, truncation and latent walks."""
 
 from __future__ import annotations
 
@@ -10,19 +11,24 @@ import torch
 from torch import Tensor
 
 from ganforge.core.files import CheckpointError
-from ganforge.core.grid import z_from_seeds
-from ganforge.core.snapshot import load_snapshot_files
-from ganforge.nets import GENERATORS, build_generator
+from ganforge.core.latent import slerp, z_from_seeds
+from ganforge.core.snapshot import load_snapshot
+from ganforge.nets import NETS, build_net
 
 
 class LoadedGenerator:
     """A trained generator plus what it was trained on. ``G(z, labels)`` returns [N, C, H, W] in [-1, 1]."""
 
     def __init__(self, net: torch.nn.Module, meta: dict[str, Any], device: torch.device):
-        self.net, self.meta, self.device = net, meta, device
+        self.net, self.meta, self.device = net, meta, device  # net is the snapshot's module "G"
         self.z_dim: int = net.config["z_dim"]
         self.num_classes: int = net.config.get("num_classes", 0)
         self.class_names: list[str] = meta.get("class_names", [])
+
+    @classmethod
+    def from_snapshot(cls, tensors: dict[str, dict[str, Tensor]], meta: dict[str, Any], snapshot: str | Path,
+                      device: torch.device) -> LoadedGenerator:
+        return cls(build_modules(tensors, meta, snapshot, device)["G"], meta, device)
 
     def __repr__(self) -> str:
         d = self.meta.get("dataset", {})
@@ -78,24 +84,29 @@ class LoadedGenerator:
         return self(slerp(za, zb, t), labels, psi=psi)
 
 
-# Spherical linear interpolation (Shoemake 1985), appropriate for Gaussian latents (White 2016).
-def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
-    a_n, b_n = a / a.norm(), b / b.norm()
-    omega = torch.acos((a_n * b_n).sum().clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+def build_modules(tensors: dict[str, dict[str, Tensor]], meta: dict[str, Any], snapshot: str | Path,
+                  device: str | torch.device) -> dict[str, torch.nn.Module]:
+    """Rebuild every module of a (v2-layout) snapshot from the network registry, load its weights, and put it
+    in eval mode on ``device``. Raises CheckpointError naming the snapshot and the module."""
+    out = {}
+    for name, spec in meta.get("modules", {}).items():
+        if spec.get("net") not in NETS:
+            raise CheckpointError(f"snapshot {snapshot}: module {name} is an unknown network {spec.get('net')!r}; "
+                                  f"this ganforge knows {', '.join(NETS)}")
+        net = build_net(spec["net"], **spec.get("config", {}))
+        try:
+            net.load_state_dict(tensors[name])
+        except RuntimeError as exc:
+            raise CheckpointError(f"snapshot {snapshot}: module {name}'s weights do not match its architecture "
+                                  f"config: {exc}") from exc
+        out[name] = net.to(device).eval().requires_grad_(False)
+    return out
 
 
 def load_generator(snapshot: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
-    tensors, meta = load_snapshot_files(snapshot)
-    arch = meta.get("arch")
-    if arch not in GENERATORS:
-        raise CheckpointError(f"snapshot {snapshot}: unknown architecture {arch!r}; this ganforge knows "
-                              f"{', '.join(GENERATORS)}")
-    net = build_generator(arch, **meta["net_config"])
-    try:
-        net.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise CheckpointError(f"snapshot {snapshot}: weights do not match its architecture config: {exc}") from exc
-    dev = torch.device(device)
-    return LoadedGenerator(net.to(dev).eval().requires_grad_(False), meta, dev)
+    """The generate pipeline of a GAN snapshot (v1 or v2)."""
+    tensors, meta = load_snapshot(snapshot)
+    if meta.get("pipeline") != "generate":
+        raise CheckpointError(f"snapshot {snapshot} is a {meta.get('task')!r} model (pipeline "
+                              f"{meta.get('pipeline')!r}), not a generator: apply it with `ganforge apply`")
+    return LoadedGenerator.from_snapshot(tensors, meta, snapshot, torch.device(device))

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ganforge.core.files import atomic_write_text, file_sha256
-from ganforge.core.grid import make_grid, save_image, to_uint8, z_from_seeds
-from ganforge.core.snapshot import resolve_snapshot, snapshot_hash
+from ganforge.core.files import atomic_write_text
+from ganforge.core.grid import make_grid, save_image, to_uint8
+from ganforge.core.latent import z_from_seeds
+from ganforge.core.snapshot import snapshot_hash
 from ganforge.infer.snapshot import LoadedGenerator
 from ganforge.seeds import parse_seeds
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +30,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ganforge.core.version import __version__
+from ganforge.data import load_dataset
+from ganforge.infer.snapshot import load_generator
 from ganforge.metrics.judge import accuracy, fit_classifier
 
 ARMS = ("real", "real+synthetic", "synthetic", "real+classical")
@@ -422,3 +424,20 @@ def run_cas(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.
     log(f"cas: {len(results)} results from {sum(len(r.accuracies) for r in results)} classifiers "
         f"in {report.seconds:.0f} s")
     return report
+
+
+def run_cas_on_dataset(snapshot: str | Path, data: str | Path, real_per_class: Sequence[int],
+                       synthetic_per_class: int, seeds: Sequence[int], config: CasConfig | None = None,
+                       log: Callable[[str], None] = print) -> CasReport:
+    """:func:`run_cas` for a conditional snapshot (path or run folder) against a labelled dataset: a built-in
+    name or a folder of class subfolders with ``train/`` and ``test/`` splits. The generator is loaded on
+    ``config.device``; both splits are loaded at its resolution rounded up to a multiple of 8, padded on black,
+    and the synthetic images are padded the same way (``config.fit`` is set to "pad")."""
+    cfg = replace(config or CasConfig(), fit="pad")
+    G = load_generator(snapshot, device=cfg.device)
+    # The fixed classifier needs a multiple of 8: smaller images are padded (Fashion-MNIST 28 -> 32), not resized.
+    resolution = -(-G.net.resolution // 8) * 8
+    train_set = load_dataset(data, resolution, resize="pad", use_labels=True)
+    test_set = load_dataset(data, resolution, resize="pad", use_labels=True, split="test")
+    return run_cas(train_set.images, train_set.labels, test_set.images, test_set.labels, G, real_per_class,
+                   synthetic_per_class, seeds, cfg, class_names=train_set.class_names, snapshot=snapshot, log=log)

@@ -31,13 +31,12 @@ from PIL import Image
 from torch import Tensor
 from torch.nn import functional as F
 
-import ganforge
 from ganforge.core.files import file_sha256
 from ganforge.data.builtin import cache_dir
 
 Images = np.ndarray | Tensor  # uint8 [N, C, H, W]
 
-SHIPPED_JUDGE = Path(ganforge.__file__).resolve().parents[2] / "bench" / "results" / "judge-fashion-mnist"
+SHIPPED_JUDGE = Path(__file__).resolve().parents[3] / "bench" / "results" / "judge-fashion-mnist"
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = f"https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/{INCEPTION_FILE}"
 INCEPTION_RESOLUTION = 299

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ganforge.core import imagemath
+
 _K1, _K2, _L = 0.01, 0.03, 255.0
 _WIN, _SIGMA = 11, 1.5
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -81,12 +83,11 @@ def _prepare(a, b, crop_border: int, y_channel: bool, min_side: int, what: str) 
     return ta, tb
 
 
-# PSNR = 10 log10(MAX^2 / MSE) with MAX = 255; identical images give inf, as BasicSR's calculate_psnr.
+# PSNR with MAX = 255 on the float64 0..255 scale; the formula is core.imagemath.psnr (shared with projection).
 def psnr(a, b, crop_border: int = 0, y_channel: bool = False) -> Tensor:
     """Per-image PSNR in dB (data range 255), shape [N]. `inf` where the images are identical."""
     ta, tb = _prepare(a, b, crop_border, y_channel, 1, "PSNR")
-    mse = (ta - tb).pow(2).mean(dim=(1, 2, 3))  # [N]
-    return 10.0 * torch.log10(_L**2 / mse)  # mse == 0 -> inf, no warning in torch
+    return imagemath.psnr(ta, tb, data_range=_L)
 
 
 def _gauss(x: Tensor) -> Tensor:

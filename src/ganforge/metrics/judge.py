@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ganforge.core.files import CheckpointError
-from ganforge.core.snapshot import load_snapshot_files, save_snapshot
+from ganforge.core.snapshot import load_snapshot, save_snapshot
 from ganforge.core.version import __version__
 from ganforge.nets.classifier import Classifier
 
@@ -150,17 +150,18 @@ def accuracy(net: Classifier, images: np.ndarray | torch.Tensor, labels: np.ndar
 
 
 def save_judge(net: Classifier, folder: Path, name: str, meta: dict[str, Any]) -> Path:
-    return save_snapshot(folder, name, net.state_dict(), {"task": "judge", "arch": "classifier",
-                                                          "net_config": net.config,
-                                                          "ganforge_version": __version__, **meta})
+    return save_snapshot(folder, name, {"net": net.state_dict()},
+                         {"task": "judge", "pipeline": "judge", "arch": "classifier",
+                          "modules": {"net": {"net": "classifier", "config": net.config}},
+                          "ganforge_version": __version__, **meta})
 
 
 def load_judge(path: str | Path) -> Classifier:
-    tensors, meta = load_snapshot_files(path)
+    tensors, meta = load_snapshot(path)
     if meta.get("task") != "judge":
         raise CheckpointError(f"{path} is a {meta.get('task')!r} snapshot, not a judge")
-    net = Classifier(**meta["net_config"])
-    net.load_state_dict(tensors)
+    net = Classifier(**meta["modules"]["net"]["config"])
+    net.load_state_dict(tensors["net"])
     return net.eval().requires_grad_(False)
 
 
@@ -196,3 +197,33 @@ def train_judge(source: str, resolution: int = 32, resize: str = "pad", epochs: 
             "recipe": f"ganforge judge train --data {source} --resolution {resolution} --resize {resize} "
                       f"--epochs {epochs} --width {width} --seed {seed}"}
     return net, meta
+
+
+# Projection (infer/project.py) takes any differentiable feature extractor; these make one from a judge.
+def judge_features(path: str | Path, device: str | torch.device = "cpu") -> Callable[[Tensor], Tensor]:
+    """A judge snapshot as a differentiable feature extractor for generator images (any channel count).
+
+    Images are converted to the judge's channels (gray -> RGB by repetition, RGB -> gray by the ITU-R 601 luma
+    weights, alpha composited over black and dropped) and resized to the judge's resolution with bilinear
+    interpolation (antialiased when shrinking). Returns ``x [N, C, H, W] -> [N, feature_dim]`` (the judge's pooled
+    penultimate features); the conversion is ``judge_input``. A small classifier trained on one
+    domain: a crude perceptual signal, not LPIPS."""
+    try:
+        net = load_judge(path).to(device)
+    except CheckpointError as exc:
+        raise ValueError(f"--features judge:{path}: {exc}") from None
+
+    def extract(x: Tensor) -> Tensor:
+        return net.features(judge_input(x, net.channels, net.resolution))
+
+    return extract
+
+
+def parse_features(spec: str | None, device: str | torch.device = "cpu") -> Callable[[Tensor], Tensor] | None:
+    """``none`` (or None) -> pixel loss only; ``judge:PATH`` -> :func:`judge_features`."""
+    if spec is None or spec.strip().lower() == "none":
+        return None
+    kind, _, arg = spec.partition(":")
+    if kind == "judge" and arg:
+        return judge_features(arg, device)
+    raise ValueError(f"--features must be 'none' or 'judge:PATH' (a judge snapshot), got {spec!r}")

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ganforge.core.latent import slerp
 from ganforge.infer.snapshot import LoadedGenerator
 
 SPACES = ("z", "w")
@@ -40,17 +41,8 @@ SAMPLINGS = ("full", "end")
 Distance = Callable[[Tensor, Tensor], Tensor]
 
 
-# Spherical interpolation of a batch of vectors (Shoemake 1985), as NVlabs: unit-norm result, t may exceed 1.
-def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
-    """``a, b [N, D]``, ``t [N, 1]`` -> ``[N, D]`` unit vectors on the great circle from a to b."""
-    a = a / a.norm(dim=-1, keepdim=True)
-    b = b / b.norm(dim=-1, keepdim=True)
-    d = (a * b).sum(dim=-1, keepdim=True)  # cos(omega)
-    p = t * torch.acos(d.clamp(-1, 1))
-    c = b - d * a  # the direction of b orthogonal to a
-    c = c / c.norm(dim=-1, keepdim=True)
-    out = a * torch.cos(p) + c * torch.sin(p)
-    return out / out.norm(dim=-1, keepdim=True)
+def unit(x: Tensor) -> Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
 
 
 def _check(G: LoadedGenerator, num_samples: int, epsilon: float, space: str, sampling: str, batch: int) -> None:
@@ -96,7 +88,7 @@ def path_distances(G: LoadedGenerator, distance: Distance, num_samples: int = 10
             wt0 = w0.lerp(w1, ti[:, :, None])
             wt1 = w0.lerp(w1, ti[:, :, None] + epsilon)
         else:
-            zt0, zt1 = slerp(a, b, ti), slerp(a, b, ti + epsilon)
+            zt0, zt1 = unit(slerp(unit(a), unit(b), ti)), unit(slerp(unit(a), unit(b), ti + epsilon))
             wt0, wt1 = G.net.mapping(torch.cat([zt0, zt1]), ci).chunk(2)
         img = G.net.synthesis(torch.cat([wt0, wt1]), noise_mode="const").float()  # [2n, C, H, W]
         if crop:

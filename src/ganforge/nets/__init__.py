@@ -1,38 +1,59 @@
-"""Generator and discriminator registries: architecture name -> nn.Module class."""
+"""Network registry: one visible table from name to nn.Module class; snapshots name their modules by these keys.
+
+Names are ``<arch>.G`` / ``<arch>.D`` for generator/discriminator pairs, the architecture for single networks.
+Every class stores its constructor arguments in ``.config``, so ``build_net(name, **net.config)`` rebuilds it.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
-from ganforge.nets import dcgan, sngan, stylegan2
+from ganforge.nets import classifier, dcgan, rescnn, sngan, stylegan2
 from ganforge.nets.layers import resolution_plan
 
-__all__ = ["DISCRIMINATORS", "GENERATORS", "build_discriminator", "build_generator", "resolution_plan"]
+__all__ = ["DISCRIMINATORS", "GENERATORS", "NETS", "build_discriminator", "build_generator", "build_net",
+           "resolution_plan"]
 
-GENERATORS: dict[str, type[nn.Module]] = {
-    "dcgan": dcgan.Generator,
-    "sngan": sngan.Generator,
-    "stylegan2": stylegan2.Generator,
+NETS: dict[str, type[nn.Module]] = {
+    "dcgan.G": dcgan.Generator,
+    "dcgan.D": dcgan.Discriminator,
+    "sngan.G": sngan.Generator,
+    "sngan.D": sngan.Discriminator,
+    "stylegan2.G": stylegan2.Generator,
+    "stylegan2.D": stylegan2.Discriminator,
+    "rescnn": rescnn.ResCNN,
+    "classifier": classifier.Classifier,
 }
 
-DISCRIMINATORS: dict[str, type[nn.Module]] = {
-    "dcgan": dcgan.Discriminator,
-    "sngan": sngan.Discriminator,
-    "stylegan2": stylegan2.Discriminator,
-}
+# Views of NETS by GAN role, keyed by architecture.
+GENERATORS: dict[str, type[nn.Module]] = {k[:-2]: v for k, v in NETS.items() if k.endswith(".G")}
+DISCRIMINATORS: dict[str, type[nn.Module]] = {k[:-2]: v for k, v in NETS.items() if k.endswith(".D")}
 
 
-def _lookup(registry: dict[str, type[nn.Module]], arch: str, kind: str) -> type[nn.Module]:
-    if arch not in registry:
-        raise ValueError(f"unknown {kind} architecture {arch!r}; valid: {', '.join(sorted(registry))}")
-    return registry[arch]
+def build_net(name: str, **kwargs) -> nn.Module:
+    """Build the network registered as ``name`` (see ``NETS``) from its constructor kwargs."""
+    if name not in NETS:
+        raise ValueError(f"unknown network {name!r}; valid: {', '.join(sorted(NETS))}")
+    return NETS[name](**kwargs)
 
 
 def build_generator(arch: str, **kwargs) -> nn.Module:
-    """Build the generator registered as ``arch`` (see ``GENERATORS``) from its constructor kwargs."""
-    return _lookup(GENERATORS, arch, "generator")(**kwargs)
+    """Build the generator of architecture ``arch`` (see ``GENERATORS``)."""
+    if arch not in GENERATORS:
+        raise ValueError(f"unknown generator architecture {arch!r}; valid: {', '.join(sorted(GENERATORS))}")
+    return build_net(f"{arch}.G", **kwargs)
 
 
 def build_discriminator(arch: str, **kwargs) -> nn.Module:
-    """Build the discriminator registered as ``arch`` (see ``DISCRIMINATORS``) from its constructor kwargs."""
-    return _lookup(DISCRIMINATORS, arch, "discriminator")(**kwargs)
+    """Build the discriminator of architecture ``arch`` (see ``DISCRIMINATORS``)."""
+    if arch not in DISCRIMINATORS:
+        raise ValueError(f"unknown discriminator architecture {arch!r}; valid: {', '.join(sorted(DISCRIMINATORS))}")
+    return build_net(f"{arch}.D", **kwargs)
+
+
+def net_name(module: nn.Module) -> str:
+    """The registry name of a module built from ``NETS`` (what a snapshot records to rebuild it)."""
+    for name, cls in NETS.items():
+        if type(module) is cls:
+            return name
+    raise ValueError(f"{type(module).__name__} is not in the network registry (ganforge.nets.NETS)")

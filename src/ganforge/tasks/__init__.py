@@ -1,7 +1,16 @@
-"""Tasks: what a training step does (its phases) and what inference does. One file per task."""
+"""Tasks: what a training step does (its phases), what its data is, and what goes into its snapshot.
 
-from ganforge.tasks.gan import GanTask, Phase, StepInputs
+One file per task, each registered here. ``TrainConfig.task`` selects one; the training loop only sees the
+protocol in tasks/base.py.
+"""
 
-TASKS = {"gan": GanTask}
+from ganforge.tasks.base import Phase, StepInputs, Task
+from ganforge.tasks.gan import GanTask
+from ganforge.tasks.restore import RestoreTask
 
-__all__ = ["TASKS", "GanTask", "Phase", "StepInputs"]
+TASKS: dict[str, type[Task]] = {
+    "gan": GanTask,
+    "restore": RestoreTask,
+}
+
+__all__ = ["TASKS", "GanTask", "Phase", "RestoreTask", "StepInputs", "Task"]

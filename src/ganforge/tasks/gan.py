@@ -1,8 +1,7 @@
 """The unconditional / class-conditional GAN task: networks, and one training step as phases.
 
-A phase is data: which module it updates, how often, and a function returning a dict of losses whose
-"loss" entry is backpropagated. The training loop (train/loop.py) iterates the phases; it knows nothing
-about GANs beyond that.
+Modules G, D and G_ema (the EMA copy that is snapshotted as "G"); a batch is {"image", "label"} from
+``ImageBatches``. The phases (see tasks/base.py for the protocol the loop uses):
 
     D      every d-step: adversarial loss on real and fake (+ WGAN-GP, + ACGAN class loss)
     D_r1   every r1_every_steps: lazy R1 on reals (StyleGAN2 sec. 3.1: scaled by the interval)
@@ -11,77 +10,113 @@ about GANs beyond that.
 
 StyleGAN2 adds style mixing (a second latent takes over from a random layer on), and ADA (Karras et al.
 2020b) replaces DiffAugment when ``loss.ada`` is set: its strength p follows D's outputs on reals; the loop
-calls ``update_augment`` after every step, and ``extra_state`` carries p and the path-length mean across a
+calls ``after_step`` after every step, and ``extra_state`` carries p and the path-length mean across a
 resume.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ganforge.config import TrainConfig
+from ganforge.config import DataConfig, GanLoss, OptimConfig
+from ganforge.core.grid import to_uint8
+from ganforge.core.latent import z_from_seeds
+from ganforge.data import load_dataset
 from ganforge.data.ada import AdaAugment, AdaController
 from ganforge.data.augment import diff_augment, parse_policy
+from ganforge.data.batches import ImageBatches, TrainData
 from ganforge.losses import acgan_loss, get_adversarial, gradient_penalty, r1_penalty
-from ganforge.nets import build_discriminator, build_generator
+from ganforge.nets import build_net
+from ganforge.tasks.base import Phase, StepInputs, adam
 
 
-@dataclass
-class StepInputs:
-    real: Tensor            # [N, C, H, W] float in [-1, 1], on the training device
-    c_real: Tensor | None   # [N] int64 class labels, or None for unconditional models
-    gen: torch.Generator    # CPU generator seeded by (seed, rank, step): all randomness of this step
-    step: int
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    module: str                                        # key in task.modules whose parameters it updates
-    interval: int                                      # runs when step % interval == 0
-    loss: Callable[[StepInputs], dict[str, Tensor]]    # must contain "loss"
-    reg: bool = False                                  # regulariser: computed in fp32, never under autocast
+def gan_nets(model, resolution: int, channels: int, num_classes: int) -> tuple[nn.Module, nn.Module]:
+    """G and D for a GAN model config (DcganModel | SnganModel | StyleGAN2Model); one branch per architecture
+    field set, so each architecture's constructor gets exactly its own arguments."""
+    m = model
+    g_kwargs = dict(z_dim=m.z_dim, resolution=resolution, channels=channels, width=m.g_width,
+                    max_width=m.max_width, num_classes=num_classes)
+    d_kwargs = dict(resolution=resolution, channels=channels, width=m.d_width, max_width=m.max_width,
+                    num_classes=num_classes, cond=m.cond if num_classes else "none")
+    if m.arch == "stylegan2":
+        # conv_clamp 256 as NVlabs: keeps reduced-precision activations finite; inactive in normal training.
+        g_kwargs |= dict(w_dim=m.w_dim, mapping_layers=m.mapping_layers, conv_clamp=256, amp_res=m.amp_res)
+        d_kwargs |= dict(conv_clamp=256, amp_res=m.amp_res)
+    elif m.arch == "dcgan":
+        d_kwargs["spectral_norm"] = m.d_spectral_norm
+    return build_net(f"{m.arch}.G", **g_kwargs), build_net(f"{m.arch}.D", **d_kwargs)
 
 
 class GanTask:
-    name = "gan"
+    name: ClassVar[str] = "gan"
+    pipeline: ClassVar[str] = "generate"
 
-    def __init__(self, cfg: TrainConfig, channels: int, num_classes: int):
-        m = cfg.model
-        self.cfg = cfg
+    def __init__(self, model, loss: GanLoss, optim: OptimConfig, resolution: int, channels: int,
+                 num_classes: int = 0, class_names: tuple[str, ...] | list[str] = ()):
+        m = model
+        if m.cond != "none" and num_classes < 2:
+            raise ValueError(f"model.cond={m.cond!r} needs class labels, but the data has none: put the images in "
+                             "one subfolder per class, or train unconditionally with --cond none")
+        self.model, self.loss, self.optim = model, loss, optim
         self.num_classes = num_classes if m.cond != "none" else 0
+        self.class_names = list(class_names) if self.num_classes else []
+        self.grid_cols = self.num_classes or None  # with classes, column k shows class k
         self.z_dim = m.z_dim
-        res = cfg.data.resolution
         self.style = m.arch == "stylegan2"
-        g_kwargs = dict(z_dim=m.z_dim, resolution=res, channels=channels, width=m.g_width,
-                        max_width=m.max_width, num_classes=self.num_classes)
-        if self.style:
-            # conv_clamp 256 as NVlabs: keeps reduced-precision activations finite; inactive in normal training.
-            g_kwargs |= dict(w_dim=m.w_dim, mapping_layers=m.mapping_layers, conv_clamp=256, amp_res=m.amp_res)
-        self.G: nn.Module = build_generator(m.arch, **g_kwargs)
-        d_kwargs = dict(resolution=res, channels=channels, width=m.d_width, max_width=m.max_width,
-                        num_classes=self.num_classes, cond=m.cond if self.num_classes else "none")
-        if m.arch == "dcgan":
-            d_kwargs["spectral_norm"] = m.d_spectral_norm
-        if self.style:
-            d_kwargs |= dict(conv_clamp=256, amp_res=m.amp_res)
-        self.D: nn.Module = build_discriminator(m.arch, **d_kwargs)
-        self.modules: dict[str, nn.Module] = {"G": self.G, "D": self.D}
+        self.G, self.D = gan_nets(m, resolution, channels, self.num_classes)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.modules: dict[str, nn.Module] = {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+        self.ema = {"G_ema": "G"}  # with optim.ema_kimg = 0 the loop copies G into G_ema every step
+        self.snapshot_modules = {"G": "G_ema"}
         # FreezeD (Mo et al. 2020): D's first blocks (highest resolution, nearest the pixels) keep their
         # transferred weights; the loop never lets them require grad and D's optimizer does not hold them.
-        self.frozen: set[nn.Parameter] = set(self.D.blocks[:m.freeze_d].parameters()) if m.freeze_d else set()
-        self.adv = get_adversarial(cfg.loss.adversarial)
-        self.policy = parse_policy(cfg.loss.diffaugment)
-        self.r1_gamma = cfg.r1_gamma_value()
-        lc = cfg.loss
-        self.ada = AdaAugment(lc.ada) if lc.ada else None
-        self.ada_ctrl = AdaController(target=lc.ada_target, interval=lc.ada_interval,
-                                      speed_kimg=lc.ada_kimg) if lc.ada else None
+        freeze = getattr(m, "freeze_d", 0)
+        self.frozen: set[nn.Parameter] = set(self.D.blocks[:freeze].parameters()) if freeze else set()
+        self.adv = get_adversarial(loss.adversarial)
+        self.policy = parse_policy(loss.diffaugment)
+        self.r1_gamma = loss.r1_gamma_value(resolution, optim.batch)
+        self.ada = AdaAugment(loss.ada) if loss.ada else None
+        self.ada_ctrl = AdaController(target=loss.ada_target, interval=loss.ada_interval,
+                                      speed_kimg=loss.ada_kimg) if loss.ada else None
         self.pl_mean = 0.0  # running mean of path lengths (state: saved in checkpoints)
+
+    @classmethod
+    def from_data(cls, model, loss: GanLoss, optim: OptimConfig, resolution: int, data: TrainData) -> GanTask:
+        return cls(model, loss, optim, resolution, data.channels, data.num_classes, data.class_names)
+
+    @staticmethod
+    def load_data(data: DataConfig, device: torch.device) -> TrainData:
+        if data.derive:
+            raise ValueError(f"data.derive={data.derive!r} makes input/target pairs, which the gan task does not "
+                             "use; remove it or choose a restoration preset")
+        images = load_dataset(data.source, data.resolution, channels=data.channels, resize=data.resize,
+                              max_images=data.max_images, use_labels=data.use_labels, seed=data.subset_seed)
+        return ImageBatches(images, data.xflip, device)
+
+    def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+        # Lazy R1 shares D's optimizer, so D's lr and betas get the StyleGAN2 k/(k+1) rescale.
+        k = self.loss.r1_every_steps
+        ratio = k / (k + 1) if self.r1_gamma > 0 else 1.0
+        betas = (optim.beta1, optim.beta2)
+        return {"G": adam(self.G.parameters(), optim.g_lr, betas),
+                "D": adam([p for p in self.D.parameters() if p not in self.frozen], optim.d_lr, betas, ratio)}
+
+    def preview(self, n: int, device: torch.device) -> tuple[np.ndarray, int | None]:
+        # Each cell has its own seed; with classes, column k shows class k.
+        z = z_from_seeds(range(n), self.z_dim).to(device)
+        c = (torch.arange(n) % self.num_classes).to(device) if self.num_classes else None
+        with torch.no_grad():
+            fakes = [self.G_ema(z[i:i + 64], None if c is None else c[i:i + 64]) for i in range(0, n, 64)]
+        return to_uint8(torch.cat(fakes)), self.num_classes or None
+
+    def snapshot_meta(self) -> dict[str, Any]:
+        return {"class_names": self.class_names}
 
     # ----- randomness helpers (all drawn from the step generator on CPU, then moved) -----
 
@@ -111,7 +146,7 @@ class GanTask:
         ws = self.G.mapping(z, c, update_w_avg=update_w_avg)                              # [N, num_ws, w_dim]
         z2 = self.sample_z(n, gen, device)  # drawn every time so the stream does not depend on the coin
         mix, cutoff = torch.rand((), generator=gen), torch.randint(1, ws.shape[1], (), generator=gen)
-        if float(mix) < self.cfg.loss.style_mixing:
+        if float(mix) < self.loss.style_mixing:
             ws2 = self.G.mapping(z2, c)
             ws = torch.cat([ws[:, :int(cutoff)], ws2[:, int(cutoff):]], dim=1)
         return self.G.synthesis(ws, noise_mode="random"), c, ws if return_ws else None
@@ -119,7 +154,7 @@ class GanTask:
     # ----- phases -----
 
     def phases(self) -> list[Phase]:
-        lc, oc = self.cfg.loss, self.cfg.optim
+        lc, oc = self.loss, self.optim
         out = [Phase("D", "D", 1, self.d_main)]
         if self.r1_gamma > 0:
             out.append(Phase("D_r1", "D", lc.r1_every_steps, self.d_r1, reg=True))
@@ -129,41 +164,42 @@ class GanTask:
         return out
 
     def d_main(self, inp: StepInputs) -> dict[str, Tensor]:
-        n, dev = inp.real.shape[0], inp.real.device
-        c_real = inp.c_real if self.num_classes else None
+        real = inp.batch["image"]                                                         # [N, C, H, W]
+        n, dev = real.shape[0], real.device
+        c_real = inp.batch.get("label") if self.num_classes else None
         with torch.no_grad():
             fake, c_fake, _ = self.generate(n, inp.gen, dev)
-        real_s, real_logits = self.D(self.augment(inp.real, inp.gen), c_real)
+        real_s, real_logits = self.D(self.augment(real, inp.gen), c_real)
         if self.ada_ctrl is not None:
             self.ada_ctrl.accumulate(real_s)
         fake_s, fake_logits = self.D(self.augment(fake, inp.gen), c_fake)
         adv = self.adv.d(real_s, fake_s)
         losses = {"D_adv": adv, "D_real": real_s.mean().detach(), "D_fake": fake_s.mean().detach()}
         total = adv
-        if self.cfg.loss.gp_weight > 0:
-            gp = gradient_penalty(self.D, self.augment(inp.real, inp.gen), self.augment(fake, inp.gen),
+        if self.loss.gp_weight > 0:
+            gp = gradient_penalty(self.D, self.augment(real, inp.gen), self.augment(fake, inp.gen),
                                   c_real, inp.gen)
             losses["D_gp"] = gp
-            total = total + self.cfg.loss.gp_weight * gp
+            total = total + self.loss.gp_weight * gp
         if real_logits is not None:
             # ACGAN (Odena et al. 2017 eq. 2): D classifies both reals and fakes.
             cls = acgan_loss(real_logits, c_real) + acgan_loss(fake_logits, c_fake)
             losses["D_cls"] = cls
-            total = total + self.cfg.loss.acgan_weight * cls
+            total = total + self.loss.acgan_weight * cls
         losses["loss"] = total
         return losses
 
     def d_r1(self, inp: StepInputs) -> dict[str, Tensor]:
         # R1 (Mescheder et al. 2018 eq. 9), lazy: gamma/2 * E||grad D(x)||^2 times the interval.
-        x = inp.real.detach().requires_grad_(True)
-        score, _ = self.D(self.augment(x, inp.gen), inp.c_real if self.num_classes else None)
+        x = inp.batch["image"].detach().requires_grad_(True)
+        score, _ = self.D(self.augment(x, inp.gen), inp.batch.get("label") if self.num_classes else None)
         r1 = r1_penalty(score, x).mean()
-        loss = r1 * (self.r1_gamma / 2) * self.cfg.loss.r1_every_steps
+        loss = r1 * (self.r1_gamma / 2) * self.loss.r1_every_steps
         return {"D_r1": r1.detach(), "loss": loss}
 
     def g_main(self, inp: StepInputs) -> dict[str, Tensor]:
-        n, dev = inp.real.shape[0], inp.real.device
-        fake, c, _ = self.generate(n, inp.gen, dev, update_w_avg=True)
+        real = inp.batch["image"]
+        fake, c, _ = self.generate(real.shape[0], inp.gen, real.device, update_w_avg=True)
         score, logits = self.D(self.augment(fake, inp.gen), c)
         adv = self.adv.g(score)
         losses = {"G_adv": adv}
@@ -171,16 +207,17 @@ class GanTask:
         if logits is not None:
             cls = acgan_loss(logits, c)
             losses["G_cls"] = cls
-            total = total + self.cfg.loss.acgan_weight * cls
+            total = total + self.loss.acgan_weight * cls
         losses["loss"] = total
         return losses
 
     def g_pl(self, inp: StepInputs) -> dict[str, Tensor]:
         # Path-length regulariser (Karras et al. 2020, eq. 4), lazy: E(||J_w^T y|| - a)^2 with y ~ N(0, I)/sqrt(HW),
         # a the running mean of the lengths; on batch / pl_batch_shrink samples, scaled by the interval.
-        lc = self.cfg.loss
-        n = max(1, inp.real.shape[0] // lc.pl_batch_shrink)
-        fake, _, ws = self.generate(n, inp.gen, inp.real.device, return_ws=True)
+        lc = self.loss
+        real = inp.batch["image"]
+        n = max(1, real.shape[0] // lc.pl_batch_shrink)
+        fake, _, ws = self.generate(n, inp.gen, real.device, return_ws=True)
         h, w = fake.shape[2:]
         y = torch.randn(fake.shape, generator=inp.gen).to(fake.device) / (h * w) ** 0.5
         (grad,) = torch.autograd.grad((fake.float() * y).sum(), ws, create_graph=True)
@@ -192,7 +229,7 @@ class GanTask:
 
     # ----- state beyond the networks and optimizers (checkpointed) -----
 
-    def update_augment(self, batch: int, reduce: Callable[[dict[str, float]], dict[str, float]]) -> None:
+    def after_step(self, batch: int, reduce: Callable[[dict[str, float]], dict[str, float]]) -> None:
         """Once per step: let the ADA controller adjust p. ``reduce`` averages over processes."""
         ctrl = self.ada_ctrl
         if ctrl is None:
@@ -203,7 +240,7 @@ class GanTask:
         ctrl.update(batch)
         self.ada.p = ctrl.p
 
-    def augment_stats(self) -> dict[str, float]:
+    def stats(self) -> dict[str, float]:
         if self.ada_ctrl is None:
             return {}
         r_t = self.ada_ctrl.r_t

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ganforge.core.files import CheckpointError, atomic_write_bytes
-from ganforge.core.snapshot import load_snapshot_files
+from ganforge.core.snapshot import load_snapshot
 
 CHECKPOINT_RE = re.compile(r"^ckpt-(\d{9})\.pt$")
 
@@ -72,11 +72,29 @@ def load_latest_checkpoint(folder: Path, warn: Callable[[str], None] = print) ->
     raise CheckpointError("no readable checkpoint:\n  " + "\n  ".join(errors))
 
 
-def init_weights(source: str | Path, arch: str, modules: dict[str, torch.nn.Module]) -> str:
-    """Transfer learning: copy weights from a run folder / checkpoint (G, D, G_ema) or a snapshot (its G_ema
-    into G and G_ema; D keeps its fresh weights) into ``modules``. Tensors are copied where name and shape
-    match (a new class count or label embedding may differ); raises CheckpointError when the source is another
-    architecture or when fewer than half of G's tensors fit. Returns a one-line summary for the log."""
+def checkpoint_modules(state: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """Module state dicts by name. Checkpoints written before the task protocol kept G, D and G_ema at the top."""
+    if "modules" in state:
+        return state["modules"]
+    return {name: state[name] for name in ("G", "D", "G_ema") if name in state}
+
+
+def checkpoint_optimizers(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Optimizer and grad-scaler states by name (old checkpoints: opt_G, scaler_G, ... at the top)."""
+    if "optimizers" in state:
+        return state["optimizers"], state["scalers"]
+    names = [k[4:] for k in state if k.startswith("opt_")]
+    return {n: state[f"opt_{n}"] for n in names}, {n: state[f"scaler_{n}"] for n in names}
+
+
+def init_weights(source: str | Path, arch: str, modules: dict[str, torch.nn.Module],
+                 snapshot_modules: dict[str, str], ema: dict[str, str]) -> str:
+    """Transfer learning: copy weights into ``modules`` from a run folder or checkpoint (every module by name)
+    or from a snapshot (each snapshot module into the module it was taken from, see ``Task.snapshot_modules``,
+    and into that module's EMA source: a GAN snapshot's G fills G_ema and G; D keeps its fresh weights).
+    Tensors are copied where name and shape match (a new class count or label embedding may differ); raises
+    CheckpointError when the source is another architecture or when fewer than half of a snapshotted module's
+    tensors fit. Returns a one-line summary for the log."""
     p = Path(source).expanduser()
     if p.is_file() and p.suffix == ".pt":
         state = load_checkpoint(p)
@@ -86,13 +104,19 @@ def init_weights(source: str | Path, arch: str, modules: dict[str, torch.nn.Modu
         state = None
     if state is not None:
         src_arch = json.loads(state.get("config_json", "{}")).get("model", {}).get("arch")
-        sources = {name: state[name] for name in ("G", "D", "G_ema")}
+        sources = checkpoint_modules(state)
     else:
-        tensors, meta = load_snapshot_files(p)
+        tensors, meta = load_snapshot(p)
         src_arch = meta.get("arch")
-        sources = {"G": tensors, "G_ema": tensors}
+        sources = {}
+        for s_name, target in snapshot_modules.items():
+            if s_name in tensors:
+                sources[target] = tensors[s_name]
+                if target in ema:
+                    sources[ema[target]] = tensors[s_name]
     if src_arch != arch:
         raise CheckpointError(f"init_from {source}: it holds a {src_arch} model; this run trains {arch}")
+    required = set(snapshot_modules.values()) | {ema[t] for t in snapshot_modules.values() if t in ema}
     notes = []
     for name, module in modules.items():
         if name not in sources:
@@ -100,9 +124,9 @@ def init_weights(source: str | Path, arch: str, modules: dict[str, torch.nn.Modu
             continue
         own = module.state_dict()
         fit = {k: v for k, v in sources[name].items() if k in own and own[k].shape == v.shape}
-        if name == "G" and len(fit) < len(own) / 2:
+        if name in required and len(fit) < len(own) / 2:
             raise CheckpointError(
-                f"init_from {source}: only {len(fit)} of {len(own)} G tensors match this run's shapes; "
+                f"init_from {source}: only {len(fit)} of {len(own)} {name} tensors match this run's shapes; "
                 "use the same resolution, widths, z_dim/w_dim and mapping layers as the source run")
         module.load_state_dict(fit, strict=False)
         notes.append(f"{name} {len(fit)}/{len(own)} tensors")

@@ -1,17 +1,15 @@
-"""The one explicit training loop.
+"""The one explicit training loop, for every task.
 
-It iterates the task's phases and owns everything around them: data sampling, EMA, AMP and
-channels_last on CUDA, gradient all-reduce under torchrun, the NaN guard, stats, sample grids,
-snapshots and atomic checkpoints. Read it top to bottom.
+It iterates the task's phases (tasks/base.py) and owns everything around them: data sampling, EMA, AMP and
+channels_last on CUDA, gradient all-reduce under torchrun, the NaN guard, the time budget, stats, preview
+grids, snapshots and atomic checkpoints. It never names a module: the task says which exist, which have an
+EMA copy, which optimizer trains which, and which go into the snapshot. Read it top to bottom.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,11 @@ import torch
 from ganforge.config import TrainConfig
 from ganforge.core import files
 from ganforge.core import snapshot as snap
-from ganforge.core.grid import save_grid, to_uint8, z_from_seeds
+from ganforge.core.grid import save_grid
 from ganforge.core.version import __version__
-from ganforge.data import ImageDataset, load_dataset
-from ganforge.tasks import GanTask, StepInputs
+from ganforge.data.batches import TrainData
+from ganforge.nets import net_name
+from ganforge.tasks import TASKS, StepInputs, Task
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.dist import (
     DistInfo,
@@ -39,8 +38,6 @@ from ganforge.train.dist import (
 )
 from ganforge.train.rundir import RunLog, create_run_dir, truncate_stats
 from ganforge.train.stats import ProgressDisplay, StatsAccumulator, TensorBoardMirror
-
-GPU_CACHE_MAX_BYTES = 2 * 2**30  # uint8 datasets up to this size live on the GPU during CUDA training
 
 
 class TrainingDiverged(RuntimeError):
@@ -68,10 +65,11 @@ def _every(kimg: float, batch: int) -> int:
     return max(1, round(kimg * 1000 / batch))
 
 
-def _snapshot_meta(cfg: TrainConfig, task: GanTask, data: ImageDataset, step: int, nimg: int) -> dict[str, Any]:
-    return {"task": task.name, "arch": cfg.model.arch, "net_config": task.G.config,
-            "class_names": data.class_names if task.num_classes else [],
-            "dataset": data.describe(), "kimg": nimg / 1000, "step": step,
+def _snapshot_meta(cfg: TrainConfig, task: Task, data: TrainData, step: int, nimg: int) -> dict[str, Any]:
+    modules = {s: {"net": net_name(task.modules[m]), "config": task.modules[m].config}
+               for s, m in task.snapshot_modules.items()}
+    return {"task": task.name, "pipeline": task.pipeline, "arch": cfg.model.arch, "modules": modules,
+            **task.snapshot_meta(), "dataset": data.describe(), "kimg": nimg / 1000, "step": step,
             "config": cfg.model_dump(mode="json"), "ganforge_version": __version__, "metrics": {}}
 
 
@@ -105,70 +103,46 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     channels_last = rc.channels_last == "on" or (rc.channels_last == "auto" and use_cuda)
     mem_fmt = torch.channels_last if channels_last else torch.contiguous_format
 
-    # ---- Data ------------------------------------------------------------------------------------------
-    dc = cfg.data
-    data = load_dataset(dc.source, dc.resolution, channels=dc.channels, resize=dc.resize,
-                        max_images=dc.max_images, use_labels=dc.use_labels, seed=dc.subset_seed)
-    if cfg.model.cond != "none" and data.num_classes < 2:
-        raise ValueError(f"model.cond={cfg.model.cond!r} needs class labels, but {dc.source} has none: put the "
-                         "images in one subfolder per class, or train unconditionally with --cond none")
-    # In-memory caches are indexed as tensors; a disk-backed memmap (huge datasets) through numpy.
-    images = None
-    if not isinstance(data.images, np.memmap):
-        with warnings.catch_warnings():  # the cache is read-only on purpose; we only ever index it
-            warnings.simplefilter("ignore", UserWarning)
-            images = torch.from_numpy(data.images)
-        # On CUDA a cache that fits comfortably moves to the GPU once: batches are then gathered there,
-        # with no per-step host-to-device copy (about a tenth of a small model's step time otherwise).
-        if use_cuda and data.images.nbytes <= GPU_CACHE_MAX_BYTES:
-            images = images.to(device)
-    labels = torch.from_numpy(data.labels) if data.labels is not None else None
+    # ---- Data and task ------------------------------------------------------------------------------------
+    task_cls = TASKS[cfg.task]
+    data = task_cls.load_data(cfg.data, device)
     sampler = EpochSampler(len(data), rc.seed)
-
-    # ---- Networks, EMA, optimizers -----------------------------------------------------------------------
     torch.manual_seed(rc.seed)
-    task = GanTask(cfg, channels=data.channels, num_classes=data.num_classes)
-    G, D = (m.to(device).to(memory_format=mem_fmt) for m in (task.G, task.D))
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    phases = task.phases()
-    # Lazy regularisation shares D's optimizer; StyleGAN2 (appx. B) rescales lr and betas by k/(k+1).
-    k = cfg.loss.r1_every_steps
-    ratio = k / (k + 1) if task.r1_gamma > 0 else 1.0
-    opts = {
-        "G": torch.optim.Adam(G.parameters(), lr=oc.g_lr, betas=(oc.beta1, oc.beta2)),
-        "D": torch.optim.Adam([p for p in D.parameters() if p not in task.frozen], lr=oc.d_lr * ratio,
-                              betas=(oc.beta1**ratio, oc.beta2**ratio)),
-    }
+    task: Task = task_cls.from_data(cfg.model, cfg.loss, oc, cfg.data.resolution, data)
+    for m in task.modules.values():
+        m.to(device).to(memory_format=mem_fmt)
+    opts = task.optimizers(oc)
     scalers = {name: torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16) for name in opts}
+    trained = {phase.module for phase in task.phases()}
 
     # ---- Run folder and resume -----------------------------------------------------------------------------
     step, elapsed_before = 0, 0.0
     if resume is not None:
         run = Path(resume).expanduser().resolve()
         path, state = ckpt.load_latest_checkpoint(run / "checkpoints")
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
+        for name, sd in ckpt.checkpoint_modules(state).items():
+            task.modules[name].load_state_dict(sd)
+        opt_states, scaler_states = ckpt.checkpoint_optimizers(state)
         for name, opt in opts.items():
-            opt.load_state_dict(state[f"opt_{name}"])
-            scalers[name].load_state_dict(state[f"scaler_{name}"])
+            opt.load_state_dict(opt_states[name])
+            scalers[name].load_state_dict(scaler_states[name])
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
         task.load_extra_state(state.get("task", {}))
         if data.fingerprint() != state["dataset_fingerprint"]:
-            raise ValueError(f"the data at {dc.source} changed since this run started (fingerprint "
+            raise ValueError(f"the data at {cfg.data.source} changed since this run started (fingerprint "
                              f"{data.fingerprint()} != {state['dataset_fingerprint']}); exact resume needs the "
                              "same images. Start a new run, or restore the original data.")
     else:
         # Transfer learning: weights only, loaded on every rank (then broadcast like fresh weights).
-        init_note = ckpt.init_weights(rc.init_from, cfg.model.arch, {"G": G, "D": D, "G_ema": G_ema}) \
-            if rc.init_from else None
+        init_note = ckpt.init_weights(rc.init_from, cfg.model.arch, task.modules, task.snapshot_modules,
+                                      task.ema) if rc.init_from else None
         if dist.is_main:
             run = create_run_dir(Path(rc.out), data.name, cfg.preset)
     if dist.world_size > 1:  # every rank needs the folder name chosen by rank 0
         obj = [str(run) if dist.is_main else None]
         torch.distributed.broadcast_object_list(obj, src=0)
         run = Path(obj[0])
-    for m in (G, D, G_ema):
+    for m in task.modules.values():
         broadcast_module(m, dist)
     log = RunLog(run)
     ckpt_dir, snap_dir = run / "checkpoints", run / "snapshots"
@@ -177,10 +151,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     if dist.is_main:
         files.atomic_write_text(run / "config.json", cfg.to_json())
         if resume is None:
-            log.log(f"new run {run.name}: {len(data)} images from {dc.source} ({data.fingerprint()}), "
-                    f"{data.num_classes} classes, {dist.world_size} processes, device {device}, ganforge {__version__}")
-            for s in data.report.skipped:
-                log.log(f"skipped {s.path}: {s.reason}")
+            log.log(f"new run {run.name}: task {task.name}, {len(data)} items from {cfg.data.source} "
+                    f"({data.fingerprint()}), {data.num_classes} classes, {dist.world_size} processes, device "
+                    f"{device}, ganforge {__version__}")
+            for skipped in data.report.skipped:
+                log.log(f"skipped {skipped.path}: {skipped.reason}")
             if init_note:
                 log.log(init_note)
         else:
@@ -189,45 +164,41 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                     f"target {rc.kimg} kimg")
         display.message(f"run folder: {run}")
 
-    # ---- Fixed grid latents, reals grid ------------------------------------------------------------------------
+    # ---- Preview grids -------------------------------------------------------------------------------------------
     n_grid = rc.grid_samples
-    grid_z = z_from_seeds(range(n_grid), task.z_dim).to(device)
-    grid_c = (torch.arange(n_grid) % task.num_classes).to(device) if task.num_classes else None
-    grid_cols = task.num_classes if task.num_classes else None
     if dist.is_main and not (run / "samples" / "reals.png").exists():
-        save_grid(data.images[sampler.indices(0, min(n_grid, len(data)))], run / "samples" / "reals.png",
-                  grid_cols)
+        save_grid(data.preview(sampler.indices(0, min(n_grid, len(data)))), run / "samples" / "reals.png",
+                  task.grid_cols)
 
     def write_samples(tag: str) -> None:
-        with torch.no_grad():  # each cell has its own seed; with classes, column k shows class k
-            fakes = [G_ema(grid_z[i:i + 64], None if grid_c is None else grid_c[i:i + 64])
-                     for i in range(0, n_grid, 64)]
-        save_grid(to_uint8(torch.cat(fakes)), run / "samples" / f"fakes{tag}.png", grid_cols)
+        images, cols = task.preview(n_grid, device)
+        save_grid(images, run / "samples" / f"fakes{tag}.png", cols)
 
     def write_checkpoint_and_snapshot(nimg: int, snapshot: bool, checkpoint: bool, elapsed: float) -> None:
-        for name, m in (("G", G), ("D", D)):
-            bad = [n for n, p in m.named_parameters() if not torch.isfinite(p).all()]
+        for name in sorted(trained):
+            bad = [n for n, p in task.modules[name].named_parameters() if not torch.isfinite(p).all()]
             if bad:
                 raise TrainingDiverged(f"{name} weights {bad[:3]} became non-finite at step {step}; "
                                        "not writing a checkpoint (the previous one is intact).")
         if snapshot:
             meta = _snapshot_meta(cfg, task, data, step, nimg)
-            snap.save_snapshot(snap_dir, f"step{step:09d}", G_ema.state_dict(), meta)
-            snap.save_snapshot(snap_dir, "latest", G_ema.state_dict(), meta)
+            weights = {s: task.modules[m].state_dict() for s, m in task.snapshot_modules.items()}
+            snap.save_snapshot(snap_dir, f"step{step:09d}", weights, meta)
+            snap.save_snapshot(snap_dir, "latest", weights, meta)
         if checkpoint:
-            state = {"step": step, "elapsed_s": elapsed, "dataset_fingerprint": data.fingerprint(),
-                     "config_json": cfg.to_json(), "ganforge_version": __version__,
-                     "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                     "torch_rng": torch.get_rng_state(), "task": task.extra_state()}
-            for name, opt in opts.items():
-                state[f"opt_{name}"] = opt.state_dict()
-                state[f"scaler_{name}"] = scalers[name].state_dict()
+            state = {"format": 2, "task": task.extra_state(), "step": step, "elapsed_s": elapsed,
+                     "dataset_fingerprint": data.fingerprint(), "config_json": cfg.to_json(),
+                     "ganforge_version": __version__, "torch_rng": torch.get_rng_state(),
+                     "modules": {name: m.state_dict() for name, m in task.modules.items()},
+                     "optimizers": {name: opt.state_dict() for name, opt in opts.items()},
+                     "scalers": {name: sc.state_dict() for name, sc in scalers.items()}}
             ckpt.save_checkpoint(ckpt_dir, step, state, keep=rc.keep_checkpoints)
 
     # ---- Main loop ---------------------------------------------------------------------------------------------
     total_steps = max(1, round(rc.kimg * 1000 / oc.batch))
     tick_every, sample_every = _every(rc.tick_kimg, oc.batch), _every(rc.sample_every_kimg, oc.batch)
     snap_every, ckpt_every = _every(rc.snapshot_every_kimg, oc.batch), _every(rc.checkpoint_every_kimg, oc.batch)
+    phases = task.phases()
     acc = StatsAccumulator()
     t_start = t_tick = time.perf_counter()
     data_time, tick_start_step = 0.0, step
@@ -239,19 +210,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             gen = step_generator(rc.seed, dist.rank, step)
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
 
-            # -- Fetch reals straight from the uint8 cache (no workers needed) --
+            # -- Fetch this process's share of the batch; the data object does flips, crops, degradations --
             t0 = time.perf_counter()
             idx = sampler.indices(step * oc.batch + dist.rank * local_batch, local_batch)
-            x = images[torch.from_numpy(idx).to(images.device)] if images is not None \
-                else torch.from_numpy(data.images[idx])
-            x = x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)          # [N, C, H, W] in [-1, 1]
-            if cfg.data.xflip:
-                flip = (torch.rand(local_batch, generator=gen) < 0.5).to(device)
-                x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            x = x.contiguous(memory_format=mem_fmt)
-            c = labels[torch.from_numpy(idx)].to(device) if labels is not None else None
+            batch = {k: v.contiguous(memory_format=mem_fmt) if v.ndim == 4 else v
+                     for k, v in data.fetch(idx, gen, device).items()}
             micro_inputs = [  # one entry unless gradients are accumulated over micro-batches
-                StepInputs(real=x[i:i + micro], c_real=None if c is None else c[i:i + micro], gen=gen, step=step)
+                StepInputs(batch={k: v[i:i + micro] for k, v in batch.items()}, gen=gen, step=step)
                 for i in range(0, local_batch, micro)]
             data_time += time.perf_counter() - t0
 
@@ -288,23 +253,25 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 scaler.update()
             for m in task.modules.values():
                 m.requires_grad_(False)
-            task.update_augment(oc.batch, lambda values: all_reduce_mean(values, dist))
+            task.after_step(oc.batch, lambda values: all_reduce_mean(values, dist))
 
-            # -- G EMA with a half-life in kimg (Karras et al. 2018, Yazici et al. 2019) --
+            # -- EMA copies with a half-life in kimg (Karras et al. 2018, Yazici et al. 2019) --
             nimg = (step + 1) * oc.batch
             with torch.no_grad():
-                if cfg.optim.ema_kimg > 0:
-                    ema_nimg = cfg.optim.ema_kimg * 1000
-                    if cfg.optim.ema_rampup is not None:
-                        ema_nimg = min(ema_nimg, nimg * cfg.optim.ema_rampup)
-                    beta = 0.5 ** (oc.batch / max(ema_nimg, 1e-8))
-                    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-                        p_ema.lerp_(p, 1 - beta)
-                else:
-                    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-                        p_ema.copy_(p)
-                for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
-                    b_ema.copy_(b)
+                for copy_name, source_name in task.ema.items():
+                    ema_m, src = task.modules[copy_name], task.modules[source_name]
+                    if oc.ema_kimg > 0:
+                        ema_nimg = oc.ema_kimg * 1000
+                        if oc.ema_rampup is not None:
+                            ema_nimg = min(ema_nimg, nimg * oc.ema_rampup)
+                        beta = 0.5 ** (oc.batch / max(ema_nimg, 1e-8))
+                        for p_ema, p in zip(ema_m.parameters(), src.parameters(), strict=True):
+                            p_ema.lerp_(p, 1 - beta)
+                    else:  # no averaging: the copy follows its source
+                        for p_ema, p in zip(ema_m.parameters(), src.parameters(), strict=True):
+                            p_ema.copy_(p)
+                    for b_ema, b in zip(ema_m.buffers(), src.buffers(), strict=True):
+                        b_ema.copy_(b)
             step += 1
 
             # -- Tick: stats record and progress --
@@ -315,7 +282,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 n_steps = step - tick_start_step
                 dt = now - t_tick
                 record = {"step": step, "kimg": nimg / 1000, "time_s": elapsed_before + now - t_start,
-                          **means, **task.augment_stats(),
+                          **means, **task.stats(),
                           "timing/img_per_s": n_steps * oc.batch / dt if dt > 0 else 0.0,
                           "timing/sec_per_kimg": dt / (n_steps * oc.batch / 1000),
                           "timing/data_share": data_time / dt if dt > 0 else 0.0}
@@ -353,7 +320,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         display.close()
         if tb:
             tb.close()
-    if not params_in_sync([G, D, G_ema], dist):
+    if not params_in_sync(list(task.modules.values()), dist):
         raise RuntimeError("parameters differ between processes; this is a bug in ganforge, please report it")
     if dist.is_main:
         if dist.world_size > 1:
@@ -362,10 +329,3 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         display.message(f"done: {run}/snapshots/latest")
     shutdown_distributed(dist)
     return run
-
-
-def load_run_config(run: str | Path) -> TrainConfig:
-    path = Path(run).expanduser() / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: --resume takes a run folder such as runs/00003-shapes-dcgan-32")
-    return TrainConfig.model_validate(json.loads(path.read_text()))

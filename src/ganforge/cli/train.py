@@ -1,0 +1,103 @@
+"""`ganforge train` and `ganforge presets`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ganforge.cli import _fail, _user_errors, app
+
+
+def _aug_fields(aug: str | None) -> dict[str, str]:
+    """--aug ada | bgc-style ADA groups | DiffAugment op list -> the loss config fields it sets."""
+    if aug is None:
+        return {}
+    if aug == "ada":
+        return {"ada": "bgc"}
+    if aug and set(aug) <= set("bgcfno"):
+        return {"ada": aug}
+    return {"diffaugment": aug}
+
+
+@app.command()
+def train(
+    data: Annotated[str | None, typer.Option(help="folder, .zip, or built-in: fashion-mnist, digits, shapes")] = None,
+    preset: Annotated[str | None, typer.Option(help="named preset; see `ganforge presets`")] = None,
+    kimg: Annotated[float | None, typer.Option(help="train until this many thousand real images (total)")] = None,
+    minutes: Annotated[float | None, typer.Option(help="wall-clock budget; stops cleanly when reached")] = None,
+    out: Annotated[Path | None, typer.Option(help="parent folder for the run folder [default: runs]")] = None,
+    batch: Annotated[int | None, typer.Option(help="global batch size")] = None,
+    seed: Annotated[int | None, typer.Option(help="fixes all randomness")] = None,
+    resolution: Annotated[int | None, typer.Option(help="training resolution, e.g. 32, 64, 128")] = None,
+    cond: Annotated[str | None, typer.Option(help="none | projection | acgan")] = None,
+    loss: Annotated[str | None, typer.Option(help="ns | hinge | wgan | lsgan")] = None,
+    aug: Annotated[str | None, typer.Option(help="ada (adaptive, StyleGAN2-ADA 'bgc'), ADA groups like bg or "
+                                                  "bgcfnc, or "
+                                                  "DiffAugment ops like color,translation,cutout")] = None,
+    r1_gamma: Annotated[float | None, typer.Option(help="R1 penalty weight (0 = off)")] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate for both G and D")] = None,
+    ema_kimg: Annotated[float | None, typer.Option(help="G EMA half-life in kimg (0 = off)")] = None,
+    max_images: Annotated[int | None, typer.Option(help="use a fixed random subset of this size")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any field: optim.g_lr=1e-4 (repeatable)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue this run folder (with --kimg to extend it)")] = None,
+    init_from: Annotated[str | None, typer.Option(help="transfer learning: start from this run folder, checkpoint "
+                                                       "or snapshot (weights only)")] = None,
+    freeze_d: Annotated[int | None, typer.Option(help="StyleGAN2 FreezeD: keep D's first N blocks fixed")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress")] = True,
+) -> None:
+    """Train a GAN. Example: ganforge train --data shapes --preset dcgan-32 --kimg 0.256 --out /tmp/r"""
+    from ganforge.config import ConfigError, deep_merge, parse_set, resolve_config
+
+    try:
+        flags: dict[str, dict[str, Any]] = {
+            "data": {"source": data, "resolution": resolution, "max_images": max_images},
+            "model": {"cond": cond, "freeze_d": freeze_d},
+            "loss": {"adversarial": loss, "r1_gamma": r1_gamma, **_aug_fields(aug)},
+            "optim": {"batch": batch, "g_lr": lr, "d_lr": lr, "ema_kimg": ema_kimg},
+            "run": {"kimg": kimg, "minutes": minutes, "seed": seed, "out": str(out) if out else None, "device": device,
+                    "threads": threads, "init_from": init_from},
+        }
+        overrides = {s: {k: v for k, v in f.items() if v is not None} for s, f in flags.items()}
+        overrides = deep_merge({s: f for s, f in overrides.items() if f}, parse_set(set_ or []))
+        if resume is not None:
+            from ganforge.train.resume import resume_config
+
+            cfg = resume_config(resume, overrides, preset)
+        else:
+            if data is None and not (overrides.get("data", {}).get("source")):
+                raise ConfigError("--data is required: an image folder, a .zip, or fashion-mnist / digits / shapes")
+            cfg = resolve_config(preset or "dcgan-32", overrides)
+        if dry_run:
+            typer.echo(cfg.to_json())
+            return
+        from ganforge.train.loop import train as run_training
+
+        run_training(cfg, resume=resume, progress=progress)
+    except _user_errors() as exc:
+        _fail(str(exc), 1)
+
+
+@app.command()
+def presets() -> None:
+    """List the named presets (the table lives in ganforge/config.py)."""
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    from ganforge.config import PRESETS, resolve_config
+
+    table = Table("task", "arch", "res", "cond / data", "loss", "lr G/D", "betas", "batch")
+    table.columns.insert(0, Column("preset", no_wrap=True, min_width=max(map(len, PRESETS))))
+    for name in PRESETS:
+        c = resolve_config(name)
+        if c.task == "gan":
+            what, loss, lr = c.model.cond, c.loss.adversarial, f"{c.optim.g_lr:g}/{c.optim.d_lr:g}"
+        else:  # one network: the G learning rate is its
+            what, loss, lr = c.data.derive or "pairs", c.loss.pixel, f"{c.optim.g_lr:g}"
+        table.add_row(name, c.task, c.model.arch, str(c.data.resolution), what, loss, lr,
+                      f"{c.optim.beta1:g},{c.optim.beta2:g}", str(c.optim.batch))
+    Console().print(table)

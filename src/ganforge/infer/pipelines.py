@@ -1,0 +1,35 @@
+"""The one inference path: the pipeline table, keyed by the name a snapshot records (``meta["pipeline"]``).
+
+Every task names its pipeline (``Task.pipeline``); the CLI, the studio and ``ganforge.load`` call
+``load_pipeline`` and never build modules themselves. Each pipeline has one ``__call__``.
+
+    generate   LoadedGenerator (infer/snapshot.py): latents (+ labels) -> images
+    restore    RestorePipeline (infer/restore.py): degraded pixels -> restored pixels, tiled
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganforge.core.files import CheckpointError
+from ganforge.core.snapshot import load_snapshot
+from ganforge.infer.restore import RestorePipeline
+from ganforge.infer.snapshot import LoadedGenerator
+
+PIPELINES: dict[str, Any] = {
+    "generate": LoadedGenerator,
+    "restore": RestorePipeline,
+}
+
+
+def load_pipeline(snapshot: str | Path, device: str | torch.device = "cpu") -> Any:
+    """Load a snapshot (v1 or v2; a path with or without .safetensors, or a run folder) as its task's pipeline."""
+    tensors, meta = load_snapshot(snapshot)
+    name = meta.get("pipeline")
+    if name not in PIPELINES:
+        raise CheckpointError(f"snapshot {snapshot}: pipeline {name!r} (task {meta.get('task')!r}) is not one this "
+                              f"ganforge can run; known: {', '.join(PIPELINES)}")
+    return PIPELINES[name].from_snapshot(tensors, meta, snapshot, torch.device(device))

@@ -1,0 +1,81 @@
+"""The "restore" pipeline: apply a restoration snapshot (denoiser, ...) to images of any size, tiled.
+
+Pixels go in and come out at the file's own depth (8 or 16 bit), gray or RGB; alpha is passed through
+untouched. A gray image through an RGB model is replicated to RGB and averaged back; an RGB image through a
+gray model is restored channel by channel. Peak memory is set by the tile, not by the image (infer/tiles.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ganforge.core.imageio import LoadedImage, read_image, to_float, write_image
+from ganforge.infer.snapshot import build_modules
+from ganforge.infer.tiles import run_tiled
+
+
+class RestorePipeline:
+    """``pipe(pixels)`` restores [H, W, C] uint8/uint16 (C = 1 or 3) and returns the same shape and dtype."""
+
+    def __init__(self, net: nn.Module, meta: dict[str, Any], device: torch.device):
+        self.net, self.meta, self.device = net, meta, device
+        self.channels: int = net.config["channels"]
+        self.scale: int = int(meta.get("scale", 1))
+        # Tiles overlap by at least the receptive field's radius, so seams see the same context as the interior.
+        self.min_overlap: int = int(meta.get("receptive_field", 33)) // 2 + 1
+
+    @classmethod
+    def from_snapshot(cls, tensors: dict[str, dict[str, Tensor]], meta: dict[str, Any], snapshot: str | Path,
+                      device: torch.device) -> RestorePipeline:
+        return cls(build_modules(tensors, meta, snapshot, device)["net"], meta, device)
+
+    def __repr__(self) -> str:
+        d = self.meta.get("dataset", {})
+        return (f"RestorePipeline({self.meta.get('arch')}, {self.channels} ch, x{self.scale}, "
+                f"trained on {d.get('name')})")
+
+    @torch.no_grad()
+    def _model(self, x: Tensor) -> Tensor:
+        """[N, C, h, w] in [0, 1] -> [N, C, h*s, w*s] in [0, 1] (the network works in [-1, 1])."""
+        y = self.net(x.to(self.device) * 2 - 1)
+        return ((y + 1) / 2).clamp(0, 1).float().cpu()
+
+    def __call__(self, pixels: np.ndarray, tile: int = 512, overlap: int | None = None) -> np.ndarray:
+        pixels = np.asarray(pixels)
+        squeeze = pixels.ndim == 2
+        img = pixels[:, :, None] if squeeze else pixels
+        if img.ndim != 3 or img.shape[2] not in (1, 3) or img.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"expected [H, W] or [H, W, C] uint8/uint16 pixels with C = 1 or 3, got {img.dtype} "
+                             f"{list(pixels.shape)}")
+        overlap = max(self.min_overlap, overlap or 0)
+        depth = 8 if img.dtype == np.uint8 else 16
+        x = np.ascontiguousarray(to_float(img, depth).transpose(2, 0, 1))                        # [C, H, W]
+        c_img = x.shape[0]
+        fn: Callable[[Tensor], Tensor] = self._model
+        if c_img == 1 and self.channels == 3:
+            def fn(t: Tensor) -> Tensor:
+                return self._model(t.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
+        elif c_img == 3 and self.channels == 1:
+            def fn(t: Tensor) -> Tensor:
+                n = t.shape[0]
+                return self._model(t.reshape(n * 3, 1, *t.shape[2:])).reshape(n, 3, *t.shape[2:])
+        out = run_tiled(fn, x, tile=tile, overlap=overlap, scale=self.scale)                   # [C, H*s, W*s]
+        peak = 255 if depth == 8 else 65535
+        y = np.rint(out.transpose(1, 2, 0) * peak).clip(0, peak).astype(img.dtype)
+        return y[:, :, 0] if squeeze else y
+
+    def process_file(self, src: str | Path, dst: str | Path, tile: int = 512, overlap: int | None = None) -> Path:
+        """Read ``src`` (8/16 bit, gray/RGB/RGBA, EXIF orientation applied), restore it, write ``dst`` (format from
+        its suffix) at the same depth with the alpha plane untouched."""
+        image: LoadedImage = read_image(src)
+        out = self(image.pixels, tile=tile, overlap=overlap)
+        alpha = image.alpha
+        if alpha is not None and self.scale != 1:
+            alpha = alpha.repeat(self.scale, 0).repeat(self.scale, 1)
+        return write_image(dst, out, alpha=alpha)

@@ -1,0 +1,96 @@
+"""The task protocol: what the one training loop (train/loop.py) needs from a task, and nothing more.
+
+A task owns its named modules, their optimizers, which of them have an EMA copy, its phases, how its data
+becomes batches, its preview grid and which modules go into the snapshot. The loop runs phases and handles
+everything around them (devices, AMP, channels_last, DDP, EMA, stats, the NaN guard, the time budget,
+checkpoints and snapshots) without ever naming a module.
+
+    modules           {"G": ..., "D": ..., "G_ema": ...} | {"net": ...}: every module, EMA copies included;
+                      all are checkpointed, and moved to the device by the loop
+    ema               {"G_ema": "G"}: the loop lerps each copy toward its source after every step
+    snapshot_modules  {"G": "G_ema"}: name in the snapshot -> module it is taken from
+    optimizers()      {"G": Adam, "D": Adam}: keyed by the module a phase trains (``Phase.module``)
+    phases()          [Phase("D", "D", 1, ...), ...]: run in order when step % interval == 0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ganforge.config import DataConfig, OptimConfig
+from ganforge.data.batches import TrainData
+
+
+@dataclass
+class StepInputs:
+    batch: dict[str, Tensor]  # one (micro-)batch from TrainData.fetch, on the training device
+    gen: torch.Generator      # CPU generator seeded by (seed, rank, step): all randomness of this step
+    step: int
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    module: str                                        # key in task.modules whose parameters it updates
+    interval: int                                      # runs when step % interval == 0
+    loss: Callable[[StepInputs], dict[str, Tensor]]    # must contain "loss"
+    reg: bool = False                                  # regulariser: computed in fp32, never under autocast
+
+
+class Task(Protocol):
+    name: ClassVar[str]        # the key in tasks.TASKS, stored in checkpoints and snapshots
+    pipeline: ClassVar[str]    # the key in infer.pipelines.PIPELINES that applies this task's snapshots
+    modules: dict[str, nn.Module]
+    ema: dict[str, str]
+    snapshot_modules: dict[str, str]
+    frozen: set[nn.Parameter]  # parameters no phase may update (FreezeD); not in any optimizer
+    grid_cols: int | None      # columns of the reals grid (None = square)
+
+    @staticmethod
+    def load_data(data: DataConfig, device: torch.device) -> TrainData:
+        """Read the task's data layout; raises DatasetError with what was found and what to do."""
+        ...
+
+    @classmethod
+    def from_data(cls, model: Any, loss: Any, optim: OptimConfig, resolution: int, data: TrainData) -> Task:
+        """Build the modules for this data (channels, classes); the model and loss sections are the task's own
+        config classes (config.TASK_ARCHS)."""
+        ...
+
+    def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]: ...
+
+    def phases(self) -> list[Phase]: ...
+
+    def preview(self, n: int, device: torch.device) -> tuple[np.ndarray, int | None]:
+        """A fixed preview grid: uint8 [N, C, H, W] and the number of columns (None = square)."""
+        ...
+
+    def snapshot_meta(self) -> dict[str, Any]:
+        """Task-specific snapshot metadata (class names, scale, ...)."""
+        ...
+
+    def after_step(self, batch: int, reduce: Callable[[dict[str, float]], dict[str, float]]) -> None:
+        """Once per step, after the phases; ``reduce`` averages over processes."""
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Extra values for the tick's stats record."""
+        ...
+
+    def extra_state(self) -> dict[str, Any]:
+        """State beyond modules and optimizers, checkpointed (plain numbers, strings and tensors)."""
+        ...
+
+    def load_extra_state(self, state: dict[str, Any]) -> None: ...
+
+
+def adam(params, lr: float, betas: tuple[float, float], ratio: float = 1.0) -> torch.optim.Adam:
+    """Adam; with lazy regularisation every k steps sharing the optimizer, StyleGAN2 (appx. B) scales lr and
+    betas by ratio = k / (k + 1) so the regulariser's occasional big steps keep the same effective dynamics."""
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio))

@@ -1,0 +1,101 @@
+"""The restoration task: one network maps a degraded image to a clean one (denoising first; super-resolution,
+deblurring and deraining grow from here).
+
+Module "net" (nets/rescnn.py, DnCNN-style) and, with ``optim.ema_kimg > 0``, its EMA copy "net_ema"; no
+discriminator. A batch is {"input", "target"} from ``data.pairs``: lq/ + gt/ or A/ + B/ folders, or any image
+folder with a derived degradation (``data.derive``, e.g. noise:gaussian:25) applied on the fly to random patches.
+
+    net    every step: pixel loss (L1 or L2) between net(input) and target (PSNR-oriented training)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganforge.config import DataConfig, OptimConfig, ResCNNModel, RestoreLoss
+from ganforge.core.grid import to_uint8
+from ganforge.data.batches import TrainData
+from ganforge.nets import build_net
+from ganforge.tasks.base import Phase, StepInputs, adam
+
+PREVIEW_SEED = 12345  # the preview's patches and degradations are fixed for the whole run
+
+
+class RestoreTask:
+    name: ClassVar[str] = "restore"
+    pipeline: ClassVar[str] = "restore"
+
+    def __init__(self, model: ResCNNModel, loss: RestoreLoss, optim: OptimConfig, channels: int,
+                 preview_batch: dict[str, Tensor] | None = None):
+        self.model, self.loss = model, loss
+        self.net = build_net("rescnn", channels=channels, width=model.width, depth=model.depth,
+                             batch_norm=model.batch_norm)
+        self.modules: dict[str, nn.Module] = {"net": self.net}
+        self.ema: dict[str, str] = {}
+        self.snapshot_modules = {"net": "net"}
+        if optim.ema_kimg > 0:
+            self.modules["net_ema"] = copy.deepcopy(self.net).eval().requires_grad_(False)
+            self.ema = {"net_ema": "net"}
+            self.snapshot_modules = {"net": "net_ema"}
+        self.frozen: set[nn.Parameter] = set()
+        self.grid_cols: int | None = None
+        self.preview_batch = preview_batch
+        self.pixel: Callable[[Tensor, Tensor], Tensor] = F.l1_loss if loss.pixel == "l1" else F.mse_loss
+
+    @classmethod
+    def from_data(cls, model: ResCNNModel, loss: RestoreLoss, optim: OptimConfig, resolution: int,
+                  data: TrainData) -> RestoreTask:
+        n = min(8, len(data))
+        batch = data.fetch(np.arange(n), torch.Generator().manual_seed(PREVIEW_SEED), torch.device("cpu"))
+        return cls(model, loss, optim, data.channels, batch)
+
+    @staticmethod
+    def load_data(data: DataConfig, device: torch.device) -> TrainData:
+        from ganforge.data.pairs import load_pairs  # TODO(move to top once data/pairs.py lands)
+
+        return load_pairs(data.source, data.resolution, derive=data.derive or None, channels=data.channels,
+                          max_images=data.max_images, seed=data.subset_seed, augment=data.xflip)
+
+    def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+        return {"net": adam(self.net.parameters(), optim.g_lr, (optim.beta1, optim.beta2))}
+
+    def phases(self) -> list[Phase]:
+        return [Phase("net", "net", 1, self.net_main)]
+
+    def net_main(self, inp: StepInputs) -> dict[str, Tensor]:
+        y, x = inp.batch["input"], inp.batch["target"]                                  # [N, C, H, W] each
+        loss = self.pixel(self.net(y), x)
+        return {"pixel": loss.detach(), "loss": loss}
+
+    def preview(self, n: int, device: torch.device) -> tuple[np.ndarray, int | None]:
+        """Rows of input | output | target for the fixed preview patches."""
+        net = self.modules[self.snapshot_modules["net"]]
+        y, x = self.preview_batch["input"][:n].to(device), self.preview_batch["target"][:n].to(device)
+        with torch.no_grad():
+            out = net(y).clamp(-1, 1)
+        if y.shape[-1] != x.shape[-1]:  # a smaller input (super-resolution) is shown enlarged
+            y = F.interpolate(y, size=x.shape[-2:], mode="nearest")
+        rows = torch.stack([y, out, x], dim=1).flatten(0, 1)                              # [3n, C, H, W]
+        return to_uint8(rows), 3
+
+    def snapshot_meta(self) -> dict[str, Any]:
+        return {"scale": 1, "receptive_field": self.net.receptive_field}
+
+    def after_step(self, batch: int, reduce: Callable[[dict[str, float]], dict[str, float]]) -> None:
+        pass
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass

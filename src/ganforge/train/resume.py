@@ -1,0 +1,51 @@
+"""Resuming a run: which config fields may change, and the config the resumed run continues with.
+
+Used by ``ganforge train --resume`` and by the studio. torch-free, so a bad request fails before torch loads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ganforge.config import ConfigError, TrainConfig, deep_merge, resolve_config
+
+# The fields (SECTION.FIELD) a resumed run may change. Everything else would change the math of the steps
+# already taken, so a resume refuses it; kimg extends the run. Add a field here to allow it.
+RESUME_CHANGEABLE: tuple[str, ...] = ("run.kimg", "run.minutes", "run.threads", "run.device")
+
+
+def load_run_config(run: str | Path) -> TrainConfig:
+    """The validated ``config.json`` of a run folder."""
+    path = Path(run).expanduser() / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: --resume takes a run folder such as runs/00003-shapes-dcgan-32")
+    return TrainConfig.from_saved(json.loads(path.read_text()))
+
+
+def resume_config(run_folder: str | Path, overrides: dict[str, Any], preset: str | None = None) -> TrainConfig:
+    """The run's own config with ``overrides`` (nested ``{section: {field: value}}``, as for ``resolve_config``)
+    merged over it, validated. Raises ``ConfigError`` naming every field outside ``RESUME_CHANGEABLE`` (and
+    ``--preset`` when ``preset`` is given): a run continues with the config it started with."""
+    base = load_run_config(run_folder)
+    changed = [f for f in _dotted(overrides) if f not in RESUME_CHANGEABLE]
+    if preset or changed:
+        allowed = ", ".join(_flag(f) for f in RESUME_CHANGEABLE)
+        raise ConfigError(f"--resume continues a run with its own config; cannot change "
+                          f"{', '.join(changed) or '--preset'} (only {allowed}). Start a new run to change them.")
+    return resolve_config(None, deep_merge(base.model_dump(mode="json"), overrides))
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    # {"optim": {"batch": 8}, "run": {"kimg": 1}} -> ["optim.batch", "run.kimg"] (leaves only)
+    out: list[str] = []
+    for k, v in tree.items():
+        out += _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return out
+
+
+def _flag(field: str) -> str:
+    # How a user names a field: the run section's fields have flags of their own (--kimg); others take --set.
+    section, _, name = field.partition(".")
+    return f"--{name.replace('_', '-')}" if section == "run" else field
