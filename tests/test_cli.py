@@ -12,7 +12,8 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from ganforge.cli import app, parse_seeds
+from ganforge.cli import app
+from ganforge.cli.base import parse_seeds
 from ganforge.config import ConfigError, resolve_config
 from ganforge.train import resume
 from ganforge.train.rundir import read_jsonl

@@ -59,7 +59,8 @@ class DataConfig(_Strict):
     resolution: int = Field(32, ge=8, le=1024, description="image size (gan) or training patch size (restore)")
     channels: Literal[1, 3, 4] | None = Field(None, description="None = 1 if every image is gray, else 3")
     resize: Literal["crop", "pad", "stretch"] = "crop"
-    xflip: bool = Field(True, description="random horizontal flips of real images")
+    xflip: bool = Field(True, description="random horizontal flips (of both partners, for pairs)")
+    rot90: bool = Field(True, description="restore: random rotations by multiples of 90 degrees (both partners)")
     max_images: int | None = Field(None, ge=1, description="train on a fixed random subset of this many images")
     subset_seed: int = Field(0, ge=0, description="seed of the max_images subset (independent of run.seed, so "
                                                   "runs with different seeds see the same images)")

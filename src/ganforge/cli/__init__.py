@@ -1,46 +1,25 @@
 """The ganforge command line: a thin, validated translation from flags to library calls.
 
 One module per verb group: ``train`` (train, presets), ``generate`` (generate, style-mix, arithmetic, project,
-synthesize), ``evaluate`` (eval sets|snapshot|pairs|cas, judge train), ``dataset`` (dataset inspect). Each
-registers its commands on ``app`` (or on a sub-app it adds to ``app``) when it is imported at the end of this
-file. torch and the library modules are imported inside the commands so that ``ganforge --help`` is instant.
+synthesize), ``restore`` (apply), ``evaluate`` (eval sets|snapshot|pairs|cas, judge train), ``dataset``
+(dataset inspect). Each registers its commands on ``cli.base.app`` (or on a sub-app it adds to it) when imported
+here. torch and the library modules are imported inside the commands so that ``ganforge --help`` is instant.
 """
+# ruff: noqa: I001  (the group imports are in --help order, not alphabetical)
 
 from __future__ import annotations
 
 import sys
 
-import typer
+# The verb groups, registered on the root app in the order of `ganforge --help` (explicit: no discovery).
+from ganforge.cli import train  # noqa: F401
+from ganforge.cli import generate  # noqa: F401
+from ganforge.cli import restore  # noqa: F401
+from ganforge.cli import evaluate  # noqa: F401
+from ganforge.cli import dataset  # noqa: F401
+from ganforge.cli.base import app
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                  help="Train GANs on your own images and put them to work.")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that carry a message for the user (not a bug): printed without a traceback."""
-    from ganforge.config import ConfigError
-    from ganforge.core.files import CheckpointError
-    from ganforge.data import DatasetError
-    from ganforge.train.loop import TrainingDiverged
-
-    return (ConfigError, DatasetError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError)
-
-
-def parse_seeds(text: str, hint: str = "--seeds") -> list[int]:
-    """'0-63' -> 0..63, '1,5,9' -> [1, 5, 9], '0-3,10' -> [0, 1, 2, 3, 10]."""
-    from ganforge.seeds import parse_seeds as parse
-
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=hint) from None
+__all__ = ["app", "main"]
 
 
 def main() -> None:
@@ -51,5 +30,3 @@ def main() -> None:
         sys.exit(130)
 
 
-# The verb groups, in the order of `ganforge --help`. They use the helpers above, hence imported last.
-from ganforge.cli import train, generate, evaluate, dataset  # noqa: E402, F401, I001

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ganforge.cli import _fail, _user_errors, app
+from ganforge.cli.base import _fail, _user_errors, app
 
 dataset_app = typer.Typer(no_args_is_help=True, help="Look at a dataset before training on it.")
 app.add_typer(dataset_app, name="dataset")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ganforge.cli import _fail, _user_errors, app, parse_seeds
+from ganforge.cli.base import _fail, _user_errors, app, parse_seeds
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate with a stated protocol: two image sets, a snapshot "
                                                   "against a dataset, paired images, or CAS.")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ganforge.cli import _fail, _user_errors, app, parse_seeds
+from ganforge.cli.base import _fail, _user_errors, app, parse_seeds
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ganforge.cli import _fail, _user_errors, app
+from ganforge.cli.base import _fail, _user_errors, app
 
 
 def _aug_fields(aug: str | None) -> dict[str, str]:

@@ -1,31 +1,49 @@
 """Data intake: turn a folder, a .zip or a built-in name into one uint8 image array `[N, C, H, W]`.
 
 Reading order of this file: the public types (`SkippedFile`, `IntakeReport`, `ImageDataset`), the two entry
-points (`load_dataset`, `inspect_source`), then the steps they run: list the files, assign classes, read
-headers, decode and preprocess each image, cache large results in a memmap, and the array path of built-ins.
+points (`load_dataset`, `inspect_source`), then the steps they run, and the array path of built-ins. The steps
+live in their own modules: `sources` (list files, readers, classes), `decode` (one image), `cache` (memmaps);
+`layouts` finds pair layouts (A/ B/, lq/ gt/, trainA/ trainB/, images/ masks/) for `inspect_source`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import os
-import re
-import stat
-import threading
-import zipfile
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from ganforge.data.builtin import BUILTINS, DatasetError, cache_dir
+from ganforge.data.builtin import BUILTINS, DatasetError
+from ganforge.data.cache import HASH_CHUNK_BYTES, cache_key, decode_to_memmap, memory_limit_bytes
+from ganforge.data.decode import (
+    DEFAULT_MAX_PIXELS,
+    GRAY_MODES,
+    RESIZE_MODES,
+    ResizeMode,
+    check_pil_settings,
+    pixel_limit,
+)
+from ganforge.data.layouts import PAIRED_KINDS, Layout, Matching, PairCheck, check_pairs, detect_layout, match_partners
+from ganforge.data.sources import (
+    IMAGE_EXTENSIONS,
+    Entry,
+    Listing,
+    Probe,
+    Reader,
+    assign_classes,
+    decode_entry,
+    list_source,
+    open_reader,
+    parallel_map,
+    preview,
+    probe_entry,
+    sanitize_name,
+    subset,
+)
 
 __all__ = [
     "BUILTINS",
@@ -37,19 +55,12 @@ __all__ = [
     "SkippedFile",
     "inspect_source",
     "load_dataset",
+    "parse_builtin",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-DEFAULT_MAX_PIXELS = 40_000_000  # per image, checked from the header before decoding
-_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
-_RESIZE_MODES = ("crop", "pad", "stretch")
-_NUM_THREADS = min(16, 2 * (os.cpu_count() or 1))  # PIL releases the GIL while decoding; 2x covers file I/O
-_BATCH_FILES = 4096  # files handed to the thread pool at a time, which bounds the number of pending futures
-_HASH_CHUNK_BYTES = 64 << 20
-_CACHE_VERSION = 1  # bump when preprocessing changes, so old memmap caches are not reused
-
-ResizeMode = Literal["crop", "pad", "stretch"]
 Split = Literal["train", "test"]
+_LISTED = 10  # file names kept per list in a report (missing partners, size mismatches)
+
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,15 @@ class IntakeReport:
     sizes: Counter = field(default_factory=Counter)  # (width, height) before resizing -> count
     modes: Counter = field(default_factory=Counter)  # PIL mode before conversion -> count
     notes: list[str] = field(default_factory=list)  # decisions worth telling (labels off, split folder used)
+    # Pair layouts (see data/layouts.py); "images" means single images and leaves the rest empty.
+    layout: str = "images"  # images, A/B, lq/gt, unpaired, masked, side-by-side, derived
+    partner_counts: dict[str, int] = field(default_factory=dict)  # image files per partner folder, input first
+    pairs: int = 0  # partners matched, both readable, sizes agreeing
+    scale: int | None = None  # target side / input side of aligned pairs (2 for x2 super-resolution)
+    missing_partners: dict[str, list[str]] = field(default_factory=dict)  # folder -> first files lacking one there
+    missing_counts: dict[str, int] = field(default_factory=dict)  # folder -> how many files lack a partner there
+    size_mismatches: list[str] = field(default_factory=list)  # the first pairs whose sizes disagree
+    size_mismatch_count: int = 0
 
     def to_dict(self) -> dict:
         """JSON-ready: sizes as "WxH" keys, skipped files as {path, reason}."""
@@ -82,7 +102,11 @@ class IntakeReport:
                 "other_files": self.other_files, "other_examples": list(self.other_examples),
                 "class_counts": dict(self.class_counts),
                 "sizes": {f"{w}x{h}": n for (w, h), n in self.sizes.most_common()},
-                "modes": dict(self.modes.most_common()), "notes": list(self.notes)}
+                "modes": dict(self.modes.most_common()), "notes": list(self.notes),
+                "layout": self.layout, "partner_counts": dict(self.partner_counts), "pairs": self.pairs,
+                "scale": self.scale, "missing_partners": {k: list(v) for k, v in self.missing_partners.items()},
+                "missing_counts": dict(self.missing_counts), "size_mismatches": list(self.size_mismatches),
+                "size_mismatch_count": self.size_mismatch_count}
 
     def summary_lines(self) -> list[str]:
         """Human-readable lines for the CLI and logs."""
@@ -91,16 +115,18 @@ class IntakeReport:
             f"image files: {self.files_found} found, {self.files_loaded} loaded, {len(self.skipped)} skipped",
         ]
         if self.other_files:
-            examples = _preview(self.other_examples, self.other_files)
+            examples = preview(self.other_examples, self.other_files)
             lines.append(f"other files: {self.other_files} ({examples})")
-        if self.class_counts:
+        if self.layout != "images":
+            lines += self._layout_lines()
+        elif self.class_counts:
             counts = ", ".join(f"{name}: {n}" for name, n in self.class_counts.items())
             lines.append(f"classes: {len(self.class_counts)} ({counts})")
         else:
             lines.append("classes: none (unlabeled)")
         if self.sizes:
             top = [f"{w}x{h} ({n})" for (w, h), n in self.sizes.most_common(5)]
-            lines.append(f"sizes: {_preview(top, len(self.sizes))}")
+            lines.append(f"sizes: {preview(top, len(self.sizes))}")
         if self.modes:
             lines.append("modes: " + ", ".join(f"{mode} ({n})" for mode, n in self.modes.most_common()))
         lines += [f"note: {note}" for note in self.notes]
@@ -110,6 +136,52 @@ class IntakeReport:
             if len(self.skipped) > 20:
                 lines.append(f"  ... and {len(self.skipped) - 20} more")
         return lines
+
+
+    def _layout_lines(self) -> list[str]:
+        folders = [f"{name}/" for name in self.partner_counts]
+        roles = {"A/B": "input {}, target {}", "lq/gt": "input {}, target {}", "unpaired": "domains {}, {}",
+                 "masked": "images {}, masks {}"}
+        if self.layout in roles and len(folders) == 2:
+            lines = [f"layout: {self.layout} ({roles[self.layout].format(*folders)})"]
+        else:
+            lines = [f"layout: {self.layout}"]
+        if self.partner_counts:
+            counts = ", ".join(f"{name}/ {n}" for name, n in self.partner_counts.items())
+            matched = f"; {self.pairs} pairs" if self.layout != "unpaired" else ""
+            lines.append(f"partner folders: {counts} image files{matched}")
+        elif self.pairs:
+            lines.append(f"pairs: {self.pairs}")
+        if self.scale is not None and self.scale > 1:
+            lines.append(f"scale: x{self.scale} (the input is {self.scale} times smaller than the target)")
+        for folder, count in self.missing_counts.items():
+            names = self.missing_partners.get(folder, [])
+            other = next((name for name in self.partner_counts if name != folder), "the other folder")
+            lines.append(f"no partner in {folder}/: {count} files of {other}/ ({preview(names, count)})")
+        if self.size_mismatch_count:
+            lines.append(f"size mismatches: {self.size_mismatch_count} (first: {'; '.join(self.size_mismatches[:3])})")
+        return lines
+
+
+def record_layout(report: IntakeReport, layout: Layout, matching: Matching | None, check: PairCheck | None) -> None:
+    """Fill the pair fields of `report` from a detected layout, its matching and its size check."""
+    first, second = layout.folders
+    report.layout = layout.kind
+    report.partner_counts = {first: len(layout.sides[0]), second: len(layout.sides[1])}
+    if layout.outside:
+        report.notes.append(f"{len(layout.outside)} image files outside {first}/ and {second}/ are not used: "
+                            f"{preview(layout.outside)}")
+    if matching is not None:
+        for folder, names in ((second, matching.missing_second), (first, matching.missing_first)):
+            if names:
+                report.missing_counts[folder] = len(names)
+                report.missing_partners[folder] = names[:_LISTED]
+        if matching.duplicates:
+            report.notes.append(f"{len(matching.duplicates)} files share their name (up to the extension) with "
+                                f"another file of the same folder and are not used: {preview(matching.duplicates)}")
+    if check is not None:
+        report.pairs, report.scale = len(check.pairs), check.scale
+        report.size_mismatch_count, report.size_mismatches = len(check.mismatches), check.mismatches[:_LISTED]
 
 
 @dataclass(eq=False)
@@ -158,7 +230,7 @@ class ImageDataset:
         if self._fingerprint is None:
             digest = hashlib.sha256(repr(tuple(self.images.shape)).encode())
             row_bytes = max(1, int(np.prod(self.images.shape[1:])))
-            rows = max(1, _HASH_CHUNK_BYTES // row_bytes)
+            rows = max(1, HASH_CHUNK_BYTES // row_bytes)
             for start in range(0, len(self.images), rows):  # chunked, so memmaps are never fully resident
                 digest.update(np.ascontiguousarray(self.images[start : start + rows]))
             if self.labels is None:
@@ -243,20 +315,45 @@ def inspect_source(source: str | Path, split: Split = "train", *, max_pixels: in
         images, labels, class_names = BUILTINS[name](split, location)
         return _builtin_report(name, location, split, images, labels, class_names)
 
-    _check_pil_settings()
+    check_pil_settings()
     path = Path(source).expanduser()
     report = IntakeReport(source=str(path))
-    listing = _list_source(path, split, report.notes)
+    listing = list_source(path, split, report.notes)
     _report_listing(report, listing)
-    class_names, class_of = _assign_classes(listing.images, None, path, report.notes)
-    with contextlib.closing(_open_reader(listing)) as reader:
-        probes = _parallel_map(lambda e: _probe(reader, e, _pixel_limit(max_pixels), decode=True), listing.images)
+    layout = detect_layout(listing.images, split)
+    if layout.kind == "images":
+        class_names, class_of = assign_classes(listing.images, None, path, report.notes)
+    else:
+        class_names, class_of = [], None  # the partner folders are not classes
+    with contextlib.closing(open_reader(listing)) as reader:
+        probes = parallel_map(lambda e: probe_entry(reader, e, pixel_limit(max_pixels), decode=True), listing.images)
     for i, (entry, probe) in enumerate(zip(listing.images, probes, strict=True)):
         if probe.error is not None:
             report.skipped.append(SkippedFile(entry.rel, probe.error))
         else:
             _count_loaded(report, probe, class_names, class_of, i)
+    if layout.kind != "images":
+        _inspect_layout(report, layout, {e.key: p.oriented for e, p in zip(listing.images, probes, strict=True)})
+    elif report.files_loaded and all(p.oriented[0] // 2 == p.oriented[1] for p in probes if p.error is None):
+        report.notes.append("every image is twice as wide as tall: side-by-side A|B pairs for `load_pairs` "
+                            "(left half = input, right half = target)")
     return report
+
+
+def _inspect_layout(report: IntakeReport, layout: Layout, oriented: dict[str, tuple[int, int] | None]) -> None:
+    # oriented: decoded (width, height) per entry key, None for unreadable files.
+    matching = check = None
+    if layout.kind in PAIRED_KINDS:
+        matching = match_partners(*layout.sides, scale_suffix=layout.kind == "lq/gt")
+        first, second = layout.sides
+        check = check_pairs(
+            [first[i].rel for i, _ in matching.pairs],
+            [oriented[first[i].key] for i, _ in matching.pairs],
+            [oriented[second[j].key] for _, j in matching.pairs],
+            layout.folders,
+            allow_scale=layout.kind != "masked",
+        )
+    record_layout(report, layout, matching, check)
 
 
 def _check_args(
@@ -266,8 +363,8 @@ def _check_args(
         raise DatasetError(f"resolution must be a positive integer (pixels), got {resolution!r}")
     if channels not in (None, 1, 3, 4):
         raise DatasetError(f"channels must be 1, 3, 4 or None (auto), got {channels!r}")
-    if resize not in _RESIZE_MODES:
-        raise DatasetError(f"resize must be one of {', '.join(_RESIZE_MODES)}, got {resize!r}")
+    if resize not in RESIZE_MODES:
+        raise DatasetError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     if max_images is not None and (not isinstance(max_images, (int, np.integer)) or max_images < 1):
         raise DatasetError(f"max_images must be a positive integer or None, got {max_images!r}")
     _check_split_and_limit(split, max_pixels)
@@ -280,16 +377,6 @@ def _check_split_and_limit(split: str, max_pixels: int) -> None:
         raise DatasetError(f"max_pixels must be positive, got {max_pixels!r}")
 
 
-def _check_pil_settings() -> None:
-    # With LOAD_TRUNCATED_IMAGES, PIL pads truncated files with gray instead of failing: bad files would
-    # enter the dataset silently. ganforge never sets it; refuse to run when someone else has.
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        raise DatasetError(
-            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by other code); truncated images would load "
-            "silently. Set it back to False before loading a dataset"
-        )
-
-
 def parse_builtin(source: str | Path) -> tuple[str, str | None] | None:
     """``"fashion-mnist"`` or ``"fashion-mnist:/dir"`` -> (name, location); None for anything else. A Path is
     always a path; a string is a built-in when its name (before an optional ":dir") is one."""
@@ -297,20 +384,6 @@ def parse_builtin(source: str | Path) -> tuple[str, str | None] | None:
         return None
     name, _, location = str(source).partition(":")
     return (name, location or None) if name in BUILTINS else None
-
-
-def _pixel_limit(max_pixels: int) -> int:
-    # PIL's own decompression-bomb limit still applies when the caller raises ours above it.
-    return min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
-
-
-def _preview(names: Sequence[str], total: int, shown: int = 5) -> str:
-    text = ", ".join(names[:shown])
-    return text + (", ..." if total > shown else "")
-
-
-def _sanitize_name(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "dataset"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -328,34 +401,34 @@ def _load_files(
     seed: int,
     max_pixels: int,
 ) -> ImageDataset:
-    _check_pil_settings()
+    check_pil_settings()
     report = IntakeReport(source=str(path))
-    listing = _list_source(path, split, report.notes)
+    listing = list_source(path, split, report.notes)
     _report_listing(report, listing)
     if not listing.images:
         if listing.others:
-            found = f"{len(listing.others)} other files: {_preview(listing.others, len(listing.others))}"
+            found = f"{len(listing.others)} other files: {preview(listing.others, len(listing.others))}"
         else:
             found = f"the {listing.kind} is empty"
         raise DatasetError(
             f"{listing.describe()}: found 0 image files ({found}); add images with extensions "
             f"{', '.join(sorted(IMAGE_EXTENSIONS))} (one subfolder per class for labels)"
         )
-    class_names, class_of = _assign_classes(listing.images, use_labels, path, report.notes)
-    selected = _subset(len(listing.images), max_images, seed)
+    class_names, class_of = assign_classes(listing.images, use_labels, path, report.notes)
+    selected = subset(len(listing.images), max_images, seed)
     if len(selected) < len(listing.images):
         report.notes.append(f"max_images: using {len(selected)} of {len(listing.images)} image files")
     entries = [listing.images[i] for i in selected]
-    limit = _pixel_limit(max_pixels)
-    name = _sanitize_name(listing.stem)
+    limit = pixel_limit(max_pixels)
+    name = sanitize_name(listing.stem)
 
-    with contextlib.closing(_open_reader(listing)) as reader:
+    with contextlib.closing(open_reader(listing)) as reader:
         # Pass 1, headers only: sizes, modes and the pixel limit, before any pixel is decoded. It also
         # fixes the channel count, so pass 2 can write straight into the final array.
-        probes = _parallel_map(lambda e: _probe(reader, e, limit, decode=False), entries)
+        probes = parallel_map(lambda e: probe_entry(reader, e, limit, decode=False), entries)
         rows = [i for i, p in enumerate(probes) if p.error is None]
         if channels is None:
-            channels = 1 if all(probes[i].mode in _GRAY_MODES for i in rows) else 3
+            channels = 1 if all(probes[i].mode in GRAY_MODES for i in rows) else 3
         # Pass 2: decode and preprocess into [N, C, R, R].
         shape = (len(rows), channels, resolution, resolution)
         images, errors = _decode_all(reader, listing, [entries[i] for i in rows], shape, resize, limit, name)
@@ -392,9 +465,9 @@ def _load_files(
 
 
 def _decode_all(
-    reader: _FolderReader | _ZipReader,
-    listing: _Listing,
-    entries: list[_Entry],
+    reader: Reader,
+    listing: Listing,
+    entries: list[Entry],
     shape: tuple[int, int, int, int],  # [N, C, R, R], N == len(entries)
     resize: ResizeMode,
     max_pixels: int,
@@ -402,13 +475,13 @@ def _decode_all(
 ) -> tuple[np.ndarray, list[str | None]]:
     # Returns the images of the files that decoded, and per entry None or the reason it failed.
     def decode_into(out: np.ndarray) -> list[str | None]:
-        return _parallel_map(lambda k: _decode(reader, entries[k], out[k], max_pixels, resize), range(len(out)))
+        return parallel_map(lambda k: decode_entry(reader, entries[k], out[k], max_pixels, resize), range(len(out)))
 
     if not entries:
         return np.empty(shape, dtype=np.uint8), []
-    if int(np.prod(shape)) > _memory_limit_bytes():
-        key = _cache_key(listing, entries, shape, resize, max_pixels)
-        return _decode_to_memmap(decode_into, shape, name, key)
+    if int(np.prod(shape)) > memory_limit_bytes():
+        key = cache_key(listing, entries, list(shape), resize, max_pixels)
+        return decode_to_memmap(decode_into, shape, name, key)
     images = np.empty(shape, dtype=np.uint8)
     errors = decode_into(images)
     if any(e is not None for e in errors):
@@ -416,7 +489,7 @@ def _decode_all(
     return images, errors
 
 
-def _report_listing(report: IntakeReport, listing: _Listing) -> None:
+def _report_listing(report: IntakeReport, listing: Listing) -> None:
     report.source = listing.describe()
     report.files_found = len(listing.images)
     report.other_files = len(listing.others)
@@ -424,7 +497,7 @@ def _report_listing(report: IntakeReport, listing: _Listing) -> None:
 
 
 def _count_loaded(
-    report: IntakeReport, probe: _Probe, class_names: list[str], class_of: list[int] | None, index: int
+    report: IntakeReport, probe: Probe, class_names: list[str], class_of: list[int] | None, index: int
 ) -> None:
     report.files_loaded += 1
     report.sizes[probe.size] += 1
@@ -432,417 +505,6 @@ def _count_loaded(
     if class_of is not None:
         name = class_names[class_of[index]]
         report.class_counts[name] = report.class_counts.get(name, 0) + 1
-
-
-def _subset(n: int, max_images: int | None, seed: int) -> list[int]:
-    # A uniform random subset keeps class proportions approximately; sorted so file order is preserved.
-    if max_images is None or max_images >= n:
-        return list(range(n))
-    rng = np.random.default_rng(seed)
-    return sorted(rng.choice(n, size=max_images, replace=False).tolist())
-
-
-def _parallel_map(fn: Callable, items: Sequence) -> list:
-    # Results come back in input order, so the output never depends on thread scheduling.
-    results: list = []
-    with ThreadPoolExecutor(max_workers=_NUM_THREADS) as pool:
-        for start in range(0, len(items), _BATCH_FILES):
-            results.extend(pool.map(fn, items[start : start + _BATCH_FILES]))
-    return results
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Listing a source: a folder or a zip archive, then the optional train/ + test/ split folders.
-
-
-@dataclass(frozen=True)
-class _Entry:
-    rel: str  # posix path relative to the data root: sort key, class folder, name in reports
-    key: str  # what the reader opens: an absolute file path, or a zip member name
-    size: int  # bytes
-    stamp: str  # changes when the file changes (mtime for files, CRC for zip members); for the cache key
-
-
-@dataclass
-class _Listing:
-    path: Path  # the folder or the .zip
-    kind: Literal["folder", "zip"]
-    root: str  # folder inside the source that holds the data ("" or e.g. "photos/train")
-    images: list[_Entry]  # sorted by rel
-    others: list[str]  # non-image files, rel paths
-
-    def describe(self) -> str:
-        return str(self.path) + (f" (folder {self.root}/ inside)" if self.root else "")
-
-    @property
-    def stem(self) -> str:
-        # The dataset name: the folder or archive name, not the split folder.
-        return self.path.resolve().stem if self.kind == "zip" else self.path.resolve().name
-
-
-def _list_source(path: Path, split: str, notes: list[str]) -> _Listing:
-    if path.is_dir():
-        kind, files = "folder", _walk_folder(path)
-    elif path.is_file() and path.suffix.lower() == ".zip":
-        kind, files = "zip", _walk_zip(path)
-    elif path.exists():
-        raise DatasetError(f"{path} is a file but not a .zip archive; give a folder of images or a .zip")
-    else:
-        raise DatasetError(
-            f"{path}: no such folder or .zip, and not a built-in dataset (built-ins: {', '.join(BUILTINS)})"
-        )
-
-    root = ""
-    if kind == "zip":
-        # Archives made by zipping a folder wrap everything in that folder: look inside it.
-        while files and all("/" in e.rel for e in files) and len({_top(e) for e in files}) == 1:
-            top = _top(files[0])
-            root = f"{root}/{top}".lstrip("/")
-            files = [_strip_top(e) for e in files]
-        if root:
-            notes.append(f"the archive wraps everything in {root}/; reading from there")
-    tops = {_top(e) for e in files if "/" in e.rel}
-    if {"train", "test"} <= tops:
-        files = [_strip_top(e) for e in files if _top(e) == split and "/" in e.rel]
-        root = f"{root}/{split}".lstrip("/")
-        notes.append(f"using the {split}/ subfolder (split={split!r})")
-    elif split != "train":
-        raise DatasetError(
-            f"{path}: split={split!r} needs train/ and test/ subfolders in the {kind}; "
-            "point the source at the test images instead, or use split='train'"
-        )
-
-    images = [e for e in files if Path(e.rel).suffix.lower() in IMAGE_EXTENSIONS]
-    others = [e.rel for e in files if Path(e.rel).suffix.lower() not in IMAGE_EXTENSIONS]
-    return _Listing(path, kind, root, images, others)
-
-
-def _top(entry: _Entry) -> str:
-    return entry.rel.split("/", 1)[0]
-
-
-def _strip_top(entry: _Entry) -> _Entry:
-    return _Entry(entry.rel.split("/", 1)[1], entry.key, entry.size, entry.stamp)
-
-
-def _is_hidden(parts: Sequence[str]) -> bool:
-    # Dotfiles, .git/, macOS resource forks (._x.png) and __MACOSX/ folders inside archives.
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
-
-
-def _walk_folder(root: Path) -> list[_Entry]:
-    entries = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not _is_hidden([d])]
-        for filename in filenames:
-            if _is_hidden([filename]):
-                continue
-            file = Path(dirpath, filename)
-            try:
-                st = file.stat()
-            except OSError:  # a dangling link: list it, so that it is reported as unreadable
-                st = None
-            if st is not None and not stat.S_ISREG(st.st_mode):
-                continue
-            entries.append(
-                _Entry(
-                    rel=file.relative_to(root).as_posix(),
-                    key=str(file),
-                    size=-1 if st is None else st.st_size,
-                    stamp="" if st is None else str(st.st_mtime_ns),
-                )
-            )
-    return sorted(entries, key=lambda e: e.rel)
-
-
-def _walk_zip(path: Path) -> list[_Entry]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"{path}: cannot read the zip archive ({exc}); re-create it") from exc
-    entries = []
-    for info in infos:
-        rel = info.filename.replace("\\", "/").strip("/")
-        if info.is_dir() or not rel or _is_hidden(rel.split("/")):
-            continue
-        entries.append(_Entry(rel=rel, key=info.filename, size=info.file_size, stamp=str(info.CRC)))
-    return sorted(entries, key=lambda e: e.rel)
-
-
-class _FolderReader:
-    def open(self, key: str) -> IO[bytes]:
-        return open(key, "rb")
-
-    def close(self) -> None:
-        pass
-
-
-class _ZipReader:
-    # Opens archive members from any thread: each thread gets its own ZipFile handle, as a handle has one
-    # file position.
-
-    def __init__(self, path: Path):
-        self._path = path
-        self._local = threading.local()
-        self._handles: list[zipfile.ZipFile] = []
-        self._lock = threading.Lock()
-
-    def open(self, key: str) -> IO[bytes]:
-        archive = getattr(self._local, "archive", None)
-        if archive is None:
-            archive = self._local.archive = zipfile.ZipFile(self._path)
-            with self._lock:
-                self._handles.append(archive)
-        return archive.open(key)
-
-    def close(self) -> None:
-        for archive in self._handles:
-            archive.close()
-
-
-def _open_reader(listing: _Listing) -> _FolderReader | _ZipReader:
-    return _ZipReader(listing.path) if listing.kind == "zip" else _FolderReader()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Classes: the first level of subfolders.
-
-
-def _assign_classes(
-    entries: list[_Entry], use_labels: bool | None, path: Path, notes: list[str]
-) -> tuple[list[str], list[int] | None]:
-    # Returns (class_names, class index per entry), or ([], None) when unlabeled.
-    folders = sorted({_top(e) for e in entries if "/" in e.rel})
-    top_level = sum("/" not in e.rel for e in entries)
-    if folders and top_level:
-        problem = f"{top_level} image files sit at the top level next to the class folders"
-    elif len(folders) == 1:
-        problem = f"there is only one class folder ({folders[0]}/)"
-    elif not folders:
-        problem = "there are no class subfolders"
-    else:
-        problem = None
-
-    if use_labels is False:
-        return [], None
-    if problem is None:
-        index = {name: k for k, name in enumerate(folders)}
-        return folders, [index[_top(e)] for e in entries]
-    if use_labels:
-        raise DatasetError(
-            f"{path}: use_labels=True but {problem}; put each class in its own subfolder (at least 2) "
-            "with no images beside them, or set use_labels=False"
-        )
-    if folders:
-        notes.append(f"unlabeled: {problem}")
-    return [], None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# One image: open and check the header, decode, normalize the mode, convert channels, resize.
-
-
-class _Probe(NamedTuple):
-    size: tuple[int, int] | None  # (width, height)
-    mode: str | None  # PIL mode as stored
-    error: str | None  # why the file is skipped
-
-
-class _BadImage(Exception):
-    pass
-
-
-def _open_checked(reader: _FolderReader | _ZipReader, entry: _Entry, max_pixels: int, decode: bool):
-    # LOAD_TRUNCATED_IMAGES stays False (never set here), so load() raises on truncated data instead of
-    # returning an image padded with gray.
-    if entry.size == 0:
-        raise _BadImage("empty file (0 bytes)")
-    with reader.open(entry.key) as fp:
-        image = Image.open(fp)
-        width, height = image.size
-        if width * height > max_pixels:
-            size, limit = width * height / 1e6, max_pixels / 1e6
-            raise _BadImage(f"too large ({width}x{height} = {size:.1f} MP, limit {limit:.1f} MP)")
-        if decode:
-            image.load()
-    return image
-
-
-def _skip_reason(exc: Exception) -> str:
-    if isinstance(exc, _BadImage):
-        return str(exc)
-    if isinstance(exc, Image.DecompressionBombError):
-        return "too many pixels (decompression bomb guard)"
-    if isinstance(exc, UnidentifiedImageError):
-        return "not a readable image (unknown format or corrupt header)"
-    if isinstance(exc, FileNotFoundError):
-        return "cannot open (missing file or dangling link)"
-    if "truncated" in str(exc):
-        return "truncated"
-    return f"cannot decode ({type(exc).__name__}: {str(exc)[:80]})"
-
-
-def _probe(reader: _FolderReader | _ZipReader, entry: _Entry, max_pixels: int, decode: bool) -> _Probe:
-    try:
-        image = _open_checked(reader, entry, max_pixels, decode)
-    except Exception as exc:  # PIL plugins raise many types on bad data; one bad file must not stop intake
-        return _Probe(None, None, _skip_reason(exc))
-    return _Probe(image.size, image.mode, None)
-
-
-def _decode(
-    reader: _FolderReader | _ZipReader, entry: _Entry, out: np.ndarray, max_pixels: int, resize: ResizeMode
-) -> str | None:
-    # Decodes one file into out (uint8 [C, R, R]); returns None, or the reason to skip the file.
-    channels, resolution = out.shape[0], out.shape[1]
-    try:
-        image = _open_checked(reader, entry, max_pixels, decode=True)
-        ImageOps.exif_transpose(image, in_place=True)
-        image = _fit(_to_channels(_standard_mode(image), channels), resolution, resize)
-        pixels = np.asarray(image)  # [R, R] or [R, R, C]
-    except Exception as exc:  # see _probe
-        return _skip_reason(exc)
-    out[...] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    return None
-
-
-def _standard_mode(image: Image.Image) -> Image.Image:
-    # Any PIL mode -> L, LA, RGB or RGBA.
-    mode = image.mode
-    if "transparency" in image.info and mode in ("L", "RGB", "P"):
-        return image.convert("LA" if mode == "L" else "RGBA")
-    if mode in ("L", "LA", "RGB", "RGBA"):
-        return image
-    if mode == "1":
-        return image.convert("L")
-    if mode in ("I", "F") or mode.startswith("I;16"):
-        return _high_depth_to_l(image)
-    if mode == "P":
-        return image.convert("RGB")
-    if mode in ("PA", "RGBa"):
-        return image.convert("RGBA")
-    if mode == "La":
-        return image.convert("LA")
-    return image.convert("RGBA" if "A" in image.getbands() else "RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
-
-
-def _high_depth_to_l(image: Image.Image) -> Image.Image:
-    values = np.asarray(image)
-    if image.mode == "F":
-        # Float images have no standard range: [0, 1] when they fit in it, else [0, 255].
-        values = np.nan_to_num(values.astype(np.float64))
-        scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0
-        gray = np.clip(np.rint(values * scale), 0, 255)
-    else:
-        # 16-bit gray ("I;16*", and "I" as Pillow opens 16-bit PNGs): 0..65535 -> 0..255, rounded.
-        gray = (np.clip(values.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
-    return Image.fromarray(gray.astype(np.uint8))
-
-
-def _to_channels(image: Image.Image, channels: int) -> Image.Image:
-    # image is L, LA, RGB or RGBA. When alpha is dropped, transparent pixels become black (like the padding):
-    # premultiply by compositing over a black background.
-    if image.mode in ("LA", "RGBA") and channels != 4:
-        flat = Image.new(image.mode[:-1], image.size, 0)
-        flat.paste(image.convert(image.mode[:-1]), mask=image.getchannel("A"))
-        image = flat
-    target = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    return image if image.mode == target else image.convert(target)
-
-
-def _fit(image: Image.Image, resolution: int, resize: ResizeMode) -> Image.Image:
-    width, height = image.size
-    if (width, height) == (resolution, resolution):
-        return image
-    square = (resolution, resolution)
-    if resize == "stretch":
-        return image.resize(square, Image.Resampling.LANCZOS)
-    if resize == "crop":
-        # Resample only the centered square: same result as scale-then-crop, less work.
-        side = min(width, height)
-        left, top = (width - side) / 2, (height - side) / 2
-        return image.resize(square, Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
-    scale = resolution / max(width, height)
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    canvas = Image.new(image.mode, square, 0)  # black, and alpha 0 for RGBA
-    canvas.paste(
-        image.resize(new_size, Image.Resampling.LANCZOS),
-        ((resolution - new_size[0]) // 2, (resolution - new_size[1]) // 2),
-    )
-    return canvas
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Large datasets: decode into a .npy memmap under the cache folder, reused while the files are unchanged.
-
-
-def _memory_limit_bytes() -> int:
-    value = os.environ.get("GANFORGE_MAX_MEMORY_MB", "4096")
-    try:
-        return int(float(value) * 2**20)
-    except ValueError:
-        raise DatasetError(f"GANFORGE_MAX_MEMORY_MB must be a number of megabytes, got {value!r}") from None
-
-
-def _cache_key(listing: _Listing, rows: list[_Entry], shape: tuple, resize: str, max_pixels: int) -> str:
-    # Everything that determines the pixels: the files (name, size, mtime or CRC) and the preprocessing.
-    params = [_CACHE_VERSION, str(listing.path.resolve()), listing.root, list(shape), resize, max_pixels]
-    digest = hashlib.sha256(json.dumps(params).encode())
-    for entry in rows:
-        digest.update(f"{entry.key}\0{entry.size}\0{entry.stamp}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def _decode_to_memmap(
-    decode_into: Callable[[np.ndarray], list[str | None]], shape: tuple, name: str, key: str
-) -> tuple[np.ndarray, list[str | None]]:
-    folder = cache_dir() / "images"
-    final = folder / f"{name}-{key}.npy"
-    meta = final.with_suffix(".json")  # per-row decode errors; written before the .npy appears
-    if final.exists() and meta.exists():
-        errors = json.loads(meta.read_text())["errors"]
-        images = np.load(final, mmap_mode="r")
-        n_ok = sum(e is None for e in errors)
-        if len(errors) == shape[0] and images.shape == (n_ok, *shape[1:]):
-            return images, errors
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{final.stem}.{os.getpid()}.tmp.npy"
-    compact = folder / f".{final.stem}.{os.getpid()}.compact.npy"
-    try:
-        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        errors = decode_into(images)
-        keep = np.flatnonzero([e is None for e in errors])
-        if len(keep) == 0:
-            return np.empty((0, *shape[1:]), dtype=np.uint8), errors
-        if len(keep) < shape[0]:
-            # Drop the rows of files that failed to decode, chunk by chunk (the array may exceed RAM).
-            packed_shape = (len(keep), *shape[1:])
-            packed = np.lib.format.open_memmap(compact, mode="w+", dtype=np.uint8, shape=packed_shape)
-            step = max(1, _HASH_CHUNK_BYTES // int(np.prod(shape[1:])))
-            for start in range(0, len(keep), step):
-                packed[start : start + step] = images[keep[start : start + step]]
-            del images
-            os.replace(compact, tmp)
-            images = packed
-        images.flush()
-        del images
-        _write_text_atomic(meta, json.dumps({"errors": errors}))
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-        compact.unlink(missing_ok=True)
-    return np.load(final, mmap_mode="r"), errors
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -862,7 +524,7 @@ def _load_builtin(
 ) -> ImageDataset:
     images, labels, class_names = BUILTINS[name](split, location)  # [N, h, w] or [N, h, w, c], [N]
     total = len(images)
-    selected = _subset(total, max_images, seed)
+    selected = subset(total, max_images, seed)
     if len(selected) < total:
         images, labels = images[selected], labels[selected]
     report = _builtin_report(name, location, split, images, labels, class_names)

@@ -96,14 +96,14 @@ def load_target(path: str | Path, channels: int, resolution: int) -> Tensor:
     """Read any image file Pillow knows into ``[channels, resolution, resolution]`` in [-1, 1]: EXIF orientation
     applied, converted to gray / RGB / RGBA as the generator needs (transparent pixels over black when alpha is
     dropped, as for datasets), centre-cropped to a square and resized with Lanczos."""
-    from ganforge.data.dataset import _fit, _standard_mode, _to_channels
+    from ganforge.data.decode import fit, standard_mode, to_channels
 
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
             im = ImageOps.exif_transpose(im)
-            image = _fit(_to_channels(_standard_mode(im), channels), resolution, "crop")
+            image = fit(to_channels(standard_mode(im), channels), resolution, "crop")
     except FileNotFoundError:
         raise ValueError(f"{path}: no such image file") from None
     except Exception as exc:  # Pillow raises many types on bad data

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ganforge.core.imageio import LoadedImage, read_image, to_float, write_image
+from ganforge.core.imageio import LoadedImage, read_image, write_image
 from ganforge.infer.snapshot import build_modules
 from ganforge.infer.tiles import run_tiled
 
@@ -27,8 +27,9 @@ class RestorePipeline:
         self.net, self.meta, self.device = net, meta, device
         self.channels: int = net.config["channels"]
         self.scale: int = int(meta.get("scale", 1))
-        # Tiles overlap by at least the receptive field's radius, so seams see the same context as the interior.
-        self.min_overlap: int = int(meta.get("receptive_field", 33)) // 2 + 1
+        # Tile borders within the receptive field's radius see padding instead of context: those pixels get weight
+        # 0 (the runner's margin), and the overlap leaves as much again to feather over. Then tiling is exact.
+        self.radius: int = int(meta.get("receptive_field", 33)) // 2
 
     @classmethod
     def from_snapshot(cls, tensors: dict[str, dict[str, Tensor]], meta: dict[str, Any], snapshot: str | Path,
@@ -53,22 +54,20 @@ class RestorePipeline:
         if img.ndim != 3 or img.shape[2] not in (1, 3) or img.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"expected [H, W] or [H, W, C] uint8/uint16 pixels with C = 1 or 3, got {img.dtype} "
                              f"{list(pixels.shape)}")
-        overlap = max(self.min_overlap, overlap or 0)
-        depth = 8 if img.dtype == np.uint8 else 16
-        x = np.ascontiguousarray(to_float(img, depth).transpose(2, 0, 1))                        # [C, H, W]
-        c_img = x.shape[0]
+        overlap = max(4 * self.radius, overlap or 0)
         fn: Callable[[Tensor], Tensor] = self._model
-        if c_img == 1 and self.channels == 3:
+        if img.shape[2] == 1 and self.channels == 3:
             def fn(t: Tensor) -> Tensor:
                 return self._model(t.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
-        elif c_img == 3 and self.channels == 1:
+        elif img.shape[2] == 3 and self.channels == 1:
             def fn(t: Tensor) -> Tensor:
                 n = t.shape[0]
                 return self._model(t.reshape(n * 3, 1, *t.shape[2:])).reshape(n, 3, *t.shape[2:])
-        out = run_tiled(fn, x, tile=tile, overlap=overlap, scale=self.scale)                   # [C, H*s, W*s]
-        peak = 255 if depth == 8 else 65535
-        y = np.rint(out.transpose(1, 2, 0) * peak).clip(0, peak).astype(img.dtype)
-        return y[:, :, 0] if squeeze else y
+        h, w, c = img.shape
+        out = np.empty((h * self.scale, w * self.scale, c), img.dtype)  # written strip by strip by the runner
+        run_tiled(fn, img.transpose(2, 0, 1), tile=tile, overlap=overlap, scale=self.scale, margin=self.radius,
+                  out=out.transpose(2, 0, 1))
+        return out[:, :, 0] if squeeze else out
 
     def process_file(self, src: str | Path, dst: str | Path, tile: int = 512, overlap: int | None = None) -> Path:
         """Read ``src`` (8/16 bit, gray/RGB/RGBA, EXIF orientation applied), restore it, write ``dst`` (format from

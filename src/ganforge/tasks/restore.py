@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ganforge.config import DataConfig, OptimConfig, ResCNNModel, RestoreLoss
 from ganforge.core.grid import to_uint8
 from ganforge.data.batches import TrainData
+from ganforge.data.pairs import load_pairs
 from ganforge.nets import build_net
 from ganforge.tasks.base import Phase, StepInputs, adam
 
@@ -52,16 +53,18 @@ class RestoreTask:
     @classmethod
     def from_data(cls, model: ResCNNModel, loss: RestoreLoss, optim: OptimConfig, resolution: int,
                   data: TrainData) -> RestoreTask:
+        if getattr(data, "scale", 1) != 1:
+            raise ValueError(f"the data's input is {data.scale}x smaller than its target, but model.arch="
+                             f"{model.arch!r} keeps the image size; use same-size pairs or a non-scaling derive "
+                             "(noise, gray, edges)")
         n = min(8, len(data))
         batch = data.fetch(np.arange(n), torch.Generator().manual_seed(PREVIEW_SEED), torch.device("cpu"))
         return cls(model, loss, optim, data.channels, batch)
 
     @staticmethod
     def load_data(data: DataConfig, device: torch.device) -> TrainData:
-        from ganforge.data.pairs import load_pairs  # TODO(move to top once data/pairs.py lands)
-
         return load_pairs(data.source, data.resolution, derive=data.derive or None, channels=data.channels,
-                          max_images=data.max_images, seed=data.subset_seed, augment=data.xflip)
+                          max_images=data.max_images, seed=data.subset_seed, xflip=data.xflip, rot90=data.rot90)
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         return {"net": adam(self.net.parameters(), optim.g_lr, (optim.beta1, optim.beta2))}
