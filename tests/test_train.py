@@ -145,7 +145,7 @@ def test_disk_full_is_a_clear_error_and_keeps_checkpoints(tmp_path, monkeypatch)
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: FullFile(real_fdopen(fd, mode)))
-    with pytest.raises(ckpt.CheckpointError, match="disk full while writing .*ckpt-000000002.pt.*--resume"):
+    with pytest.raises(ckpt.CheckpointError, match="disk full while writing .*ckpt-000000002.pt: it was not changed"):
         ckpt.save_checkpoint(folder, 2, {"w": torch.zeros(3)}, keep=2)
     monkeypatch.undo()
     assert [s for s, _ in ckpt.list_checkpoints(folder)] == [1]

@@ -222,6 +222,14 @@ class RunConfig(_Strict):
                                   "start fresh")
 
 
+class ConfigChange(_Strict):
+    """A field changed when the run was resumed, and the step from which the new value applies."""
+    step: int = Field(ge=0)
+    field: str
+    old: Any = None
+    new: Any = None
+
+
 class TrainConfig(_Strict):
     preset: str = "custom"
     task: Literal["gan", "restore"] = Field("gan", description="what is trained: gan (images from noise), "
@@ -231,6 +239,8 @@ class TrainConfig(_Strict):
     loss: LossConfig = GanLoss()
     optim: OptimConfig = OptimConfig()
     run: RunConfig = RunConfig()
+    changes: list[ConfigChange] = Field(default_factory=list, description="fields changed on resume (written by "
+                                        "the loop; log.txt says the same)")
 
     @model_validator(mode="before")
     @classmethod

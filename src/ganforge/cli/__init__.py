@@ -25,8 +25,8 @@ __all__ = ["app", "main"]
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is intact (continue with --resume RUN)", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # TrainingStopped (a clean stop with a checkpoint) or a hard interrupt
+        print(str(exc) or "interrupted; the last checkpoint is intact (continue with --resume RUN)", file=sys.stderr)
+        sys.exit(128 + getattr(exc, "signum", 2))
 
 

@@ -75,9 +75,14 @@ def train(
         if dry_run:
             typer.echo(cfg.to_json())
             return
+        from ganforge.train.loop import TrainingStopped
         from ganforge.train.loop import train as run_training
 
-        run_training(cfg, resume=resume, progress=progress)
+        try:
+            run_training(cfg, resume=resume, progress=progress)
+        except TrainingStopped as exc:  # Ctrl-C / SIGTERM after a final checkpoint: not an error, not a success
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(128 + exc.signum) from None
     except _user_errors() as exc:
         _fail(str(exc), 1)
 

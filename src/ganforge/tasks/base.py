@@ -51,6 +51,7 @@ class Task(Protocol):
     snapshot_modules: dict[str, str]
     frozen: set[nn.Parameter]  # parameters no phase may update (FreezeD); not in any optimizer
     grid_cols: int | None      # columns of the reals grid (None = square)
+    divergence_hint: ClassVar[str]  # what to try when a loss becomes NaN/inf ("Try ...")
 
     @staticmethod
     def load_data(data: DataConfig, device: torch.device) -> TrainData:

@@ -56,6 +56,8 @@ def gan_nets(model, resolution: int, channels: int, num_classes: int) -> tuple[n
 class GanTask:
     name: ClassVar[str] = "gan"
     pipeline: ClassVar[str] = "generate"
+    divergence_hint: ClassVar[str] = ("Try a lower learning rate (optim.d_lr / optim.g_lr), R1 (--r1-gamma), or "
+                                      "another loss (--loss hinge)")
 
     def __init__(self, model, loss: GanLoss, optim: OptimConfig, resolution: int, channels: int,
                  num_classes: int = 0, class_names: tuple[str, ...] | list[str] = ()):

@@ -32,6 +32,7 @@ PREVIEW_SEED = 12345  # the preview's patches and degradations are fixed for the
 class RestoreTask:
     name: ClassVar[str] = "restore"
     pipeline: ClassVar[str] = "restore"
+    divergence_hint: ClassVar[str] = "Try a lower learning rate (optim.g_lr) or the L1 loss (loss.pixel=l1)"
 
     def __init__(self, model: ResCNNModel, loss: RestoreLoss, optim: OptimConfig, channels: int,
                  preview_batch: dict[str, Tensor] | None = None):

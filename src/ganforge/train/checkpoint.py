@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -51,9 +52,17 @@ def save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int) -
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, corrupt, or a pickle with arbitrary objects (refused)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's weights-only unpickler refused an object
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it holds Python objects that would have to be unpickled, and ganforge "
+            "never unpickles (unpickling a file can run any code in it). ganforge's checkpoints hold only tensors, "
+            "numbers and strings, so this file was not written by ganforge, or it is damaged.") from None
+    except Exception as exc:  # truncated or corrupt
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"cannot read checkpoint {path}: it is not a ganforge checkpoint (no training state)")
+    return state
 
 
 def load_latest_checkpoint(folder: Path, warn: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
@@ -74,9 +83,30 @@ def load_latest_checkpoint(folder: Path, warn: Callable[[str], None] = print) ->
 
 def checkpoint_modules(state: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
     """Module state dicts by name. Checkpoints written before the task protocol kept G, D and G_ema at the top."""
+    missing = [k for k in ("step", "elapsed_s", "dataset_fingerprint") if k not in state]
+    if missing:
+        raise CheckpointError(f"the checkpoint lacks {', '.join(missing)}: it is not a complete ganforge training "
+                              "state (written by another program, or damaged)")
     if "modules" in state:
         return state["modules"]
     return {name: state[name] for name in ("G", "D", "G_ema") if name in state}
+
+
+def load_modules(modules: dict[str, torch.nn.Module], states: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
+    """Load each module's weights from a checkpoint; a missing module or mismatched shapes (the run's config.json
+    was edited, or the checkpoint belongs to another run) is a CheckpointError naming the file."""
+    missing = [name for name in modules if name not in states]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} has no weights for {', '.join(missing)} (it holds "
+                              f"{', '.join(states) or 'none'}): it was written by another kind of run, or damaged")
+    for name, module in modules.items():
+        try:
+            module.load_state_dict(states[name])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1].strip()[:300]
+            raise CheckpointError(f"checkpoint {path} does not fit this run's {name} ({first}); was the run's "
+                                  "config.json edited? Restore it, or start a new run (--init-from to reuse "
+                                  "the weights).") from None
 
 
 def checkpoint_optimizers(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,6 +146,11 @@ def init_weights(source: str | Path, arch: str, modules: dict[str, torch.nn.Modu
                     sources[ema[target]] = tensors[s_name]
     if src_arch != arch:
         raise CheckpointError(f"init_from {source}: it holds a {src_arch} model; this run trains {arch}")
+    for name, sd in sources.items():
+        bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise CheckpointError(f"init_from {p}: {name} {bad[0]} holds NaN/inf values; choose an earlier "
+                                  "checkpoint or snapshot of that run")
     required = set(snapshot_modules.values()) | {ema[t] for t in snapshot_modules.values() if t in ema}
     notes = []
     for name, module in modules.items():

@@ -9,6 +9,7 @@ EMA copy, which optimizer trains which, and which go into the snapshot. Read it 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from ganforge.config import TrainConfig
 from ganforge.core import files
 from ganforge.core import snapshot as snap
+from ganforge.core.device import resolve_device
 from ganforge.core.grid import save_grid
 from ganforge.core.version import __version__
 from ganforge.data.batches import TrainData
@@ -36,12 +38,23 @@ from ganforge.train.dist import (
     shutdown_distributed,
     step_generator,
 )
+from ganforge.train.guard import StopRequest, first_nonfinite
+from ganforge.train.resume import config_changes
 from ganforge.train.rundir import RunLog, create_run_dir, truncate_stats
 from ganforge.train.stats import ProgressDisplay, StatsAccumulator, TensorBoardMirror
 
 
+class TrainingStopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run after a final checkpoint; ``signum`` is the signal (exit 128 + signum)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN/inf. The last good checkpoint is untouched; the message says what to try."""
+    """A loss or the training state became NaN/inf. No checkpoint or snapshot with a non-finite value is ever
+    written, so the last checkpoint is good; the message names it and says what to try."""
 
 
 class EpochSampler:
@@ -65,6 +78,12 @@ def _every(kimg: float, batch: int) -> int:
     return max(1, round(kimg * 1000 / batch))
 
 
+def steps_for(kimg: float, batch: int) -> int:
+    """Steps that reach ``kimg`` thousand images: rounded UP, so the target is always met (--kimg 1 at batch 64 is
+    16 steps, 1.024 kimg). The 1e-9 absorbs float noise such as 0.4 * 1000 / 8 = 50.000000000000004."""
+    return max(1, math.ceil(kimg * 1000 / batch - 1e-9))
+
+
 def _snapshot_meta(cfg: TrainConfig, task: Task, data: TrainData, step: int, nimg: int) -> dict[str, Any]:
     modules = {s: {"net": net_name(task.modules[m]), "config": task.modules[m].config}
                for s, m in task.snapshot_modules.items()}
@@ -79,9 +98,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     rc, oc = cfg.run, cfg.optim
 
     # ---- Devices, processes, threads -------------------------------------------------------------------
-    use_cuda = rc.device == "cuda" or (rc.device == "auto" and torch.cuda.is_available())
-    if rc.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("run.device='cuda' but no CUDA device is visible; use --device cpu")
+    use_cuda = resolve_device(rc.device, "run.device (--device)").type == "cuda"
     dist: DistInfo = init_distributed("cuda" if use_cuda else "cpu")
     device = torch.device("cuda", dist.local_rank) if use_cuda else torch.device("cpu")
     if rc.threads:
@@ -113,21 +130,28 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         m.to(device).to(memory_format=mem_fmt)
     opts = task.optimizers(oc)
     scalers = {name: torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16) for name in opts}
-    trained = {phase.module for phase in task.phases()}
 
     # ---- Run folder and resume -----------------------------------------------------------------------------
     step, elapsed_before = 0, 0.0
     if resume is not None:
         run = Path(resume).expanduser().resolve()
+        stale = [p for d in (run, run / "checkpoints", run / "snapshots", run / "samples")
+                 for p in files.remove_stale_temps(d)] if dist.is_main else []
         path, state = ckpt.load_latest_checkpoint(run / "checkpoints")
-        for name, sd in ckpt.checkpoint_modules(state).items():
-            task.modules[name].load_state_dict(sd)
+        ckpt.load_modules(task.modules, ckpt.checkpoint_modules(state), path)
         opt_states, scaler_states = ckpt.checkpoint_optimizers(state)
         for name, opt in opts.items():
+            # The learning rates and betas come from the config, which may lower them on resume (RESUME_CHANGEABLE);
+            # unchanged, they are the very numbers the checkpoint holds.
+            hyper = [{k: g[k] for k in ("lr", "betas")} for g in opt.param_groups]
             opt.load_state_dict(opt_states[name])
+            for g, h in zip(opt.param_groups, hyper, strict=True):
+                g.update(h)
             scalers[name].load_state_dict(scaler_states[name])
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
         task.load_extra_state(state.get("task", {}))
+        changes = config_changes(state.get("config_json"), cfg, step)
+        cfg = cfg.model_copy(update={"changes": [*cfg.changes, *changes]})
         if data.fingerprint() != state["dataset_fingerprint"]:
             raise ValueError(f"the data at {cfg.data.source} changed since this run started (fingerprint "
                              f"{data.fingerprint()} != {state['dataset_fingerprint']}); exact resume needs the "
@@ -162,7 +186,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             truncate_stats(run, step)
             log.log(f"resumed from {path.name} at step {step} ({step * oc.batch / 1000:.3f} kimg); "
                     f"target {rc.kimg} kimg")
+            for c in changes:
+                log.log(f"from step {c.step}: {c.field} {c.old!r} -> {c.new!r}")
+            for p in stale:
+                log.log(f"removed {p.name}, a temporary file left by an interrupted write")
         display.message(f"run folder: {run}")
+        if steps_for(rc.kimg, oc.batch) * oc.batch != round(rc.kimg * 1000):
+            log.log(f"kimg {rc.kimg} is not a whole number of steps of {oc.batch} images: training "
+                    f"{steps_for(rc.kimg, oc.batch)} steps, {steps_for(rc.kimg, oc.batch) * oc.batch / 1000:g} kimg")
 
     # ---- Preview grids -------------------------------------------------------------------------------------------
     n_grid = rc.grid_samples
@@ -174,12 +205,16 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         images, cols = task.preview(n_grid, device)
         save_grid(images, run / "samples" / f"fakes{tag}.png", cols)
 
+    def last_checkpoint() -> str:
+        last = ckpt.list_checkpoints(ckpt_dir)
+        return f"the last good checkpoint is {last[-1][1]} (continue with --resume {run})" if last else \
+            "no checkpoint was written yet (start the run again)"
+
     def write_checkpoint_and_snapshot(nimg: int, snapshot: bool, checkpoint: bool, elapsed: float) -> None:
-        for name in sorted(trained):
-            bad = [n for n, p in task.modules[name].named_parameters() if not torch.isfinite(p).all()]
-            if bad:
-                raise TrainingDiverged(f"{name} weights {bad[:3]} became non-finite at step {step}; "
-                                       "not writing a checkpoint (the previous one is intact).")
+        bad = first_nonfinite(task.modules, opts)
+        if bad:
+            raise TrainingDiverged(f"{bad} became non-finite at step {step}; not writing a checkpoint or snapshot, "
+                                   f"{last_checkpoint()}. {task.divergence_hint}.")
         if snapshot:
             meta = _snapshot_meta(cfg, task, data, step, nimg)
             weights = {s: task.modules[m].state_dict() for s, m in task.snapshot_modules.items()}
@@ -189,21 +224,30 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             state = {"format": 2, "task": task.extra_state(), "step": step, "elapsed_s": elapsed,
                      "dataset_fingerprint": data.fingerprint(), "config_json": cfg.to_json(),
                      "ganforge_version": __version__, "torch_rng": torch.get_rng_state(),
+                     "tick": {"sums": dict(acc.sums), "counts": dict(acc.counts), "start_step": tick_start_step},
                      "modules": {name: m.state_dict() for name, m in task.modules.items()},
                      "optimizers": {name: opt.state_dict() for name, opt in opts.items()},
                      "scalers": {name: sc.state_dict() for name, sc in scalers.items()}}
             ckpt.save_checkpoint(ckpt_dir, step, state, keep=rc.keep_checkpoints)
 
     # ---- Main loop ---------------------------------------------------------------------------------------------
-    total_steps = max(1, round(rc.kimg * 1000 / oc.batch))
+    total_steps = steps_for(rc.kimg, oc.batch)
     tick_every, sample_every = _every(rc.tick_kimg, oc.batch), _every(rc.sample_every_kimg, oc.batch)
     snap_every, ckpt_every = _every(rc.snapshot_every_kimg, oc.batch), _every(rc.checkpoint_every_kimg, oc.batch)
     phases = task.phases()
     acc = StatsAccumulator()
     t_start = t_tick = time.perf_counter()
-    data_time, tick_start_step = 0.0, step
+    # The tick in progress at the checkpoint continues, so stats.jsonl after a resume equals an uninterrupted
+    # run line for line (losses; timings are measured afresh from the resume).
+    data_time, tick_start_step, timed_from_step = 0.0, step, step
+    if resume is not None and "tick" in state:
+        acc.sums.update(state["tick"]["sums"])
+        acc.counts.update(state["tick"]["counts"])
+        tick_start_step = int(state["tick"]["start_step"])
     if step >= total_steps and dist.is_main:
         display.message(f"nothing to do: the run is already at {step * oc.batch / 1000:.3f} kimg >= {rc.kimg}")
+    stop = StopRequest(notify=display.message if dist.is_main else None).install()
+    user_stop = False
     try:
         while step < total_steps:
             # Randomness for this step is a pure function of (seed, rank, step).
@@ -237,13 +281,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                         losses = phase.loss(part)
                     loss = losses["loss"]
                     if not torch.isfinite(loss):
-                        last = ckpt.list_checkpoints(ckpt_dir)
-                        where = f"the last good checkpoint is {last[-1][1]}" if last else \
-                            "no checkpoint was written yet"
                         raise TrainingDiverged(
                             f"{phase.name} loss is {loss.item()} at step {step} ({step * oc.batch / 1000:.3f} "
-                            f"kimg); {where}. Try a lower learning rate (optim.d_lr / optim.g_lr), R1 "
-                            "(--r1-gamma), or another loss (--loss hinge), then --resume or start again.")
+                            f"kimg); {last_checkpoint()}. {task.divergence_hint}; a resumed run may change "
+                            f"learning rates and loss weights (--lr, --set optim.*_lr=..., --set loss.*=...).")
                     scaler.scale(loss / accum).backward()
                     for name, v in losses.items():
                         if name != "loss":
@@ -279,7 +320,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             if step % tick_every == 0 or done:
                 now = time.perf_counter()
                 means = all_reduce_mean(acc.means(), dist)
-                n_steps = step - tick_start_step
+                n_steps = step - timed_from_step
                 dt = now - t_tick
                 record = {"step": step, "kimg": nimg / 1000, "time_s": elapsed_before + now - t_start,
                           **means, **task.stats(),
@@ -294,12 +335,21 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                     if tb:
                         tb.write(record)
                 acc.reset()
-                t_tick, tick_start_step, data_time = now, step, 0.0
+                t_tick, tick_start_step, timed_from_step, data_time = now, step, step, 0.0
                 if rc.minutes is not None and not done:  # every rank must agree to stop
                     over = float(record["time_s"] > rc.minutes * 60)
                     done = all_reduce_mean({"stop": over}, dist)["stop"] > 0
                     if done and dist.is_main:
                         log.log(f"time budget of {rc.minutes} min reached at {nimg / 1000:.3f} kimg")
+
+            # -- A stop request (Ctrl-C, SIGTERM) ends the run here, with a checkpoint; every rank must agree --
+            stopped = stop.requested if dist.world_size == 1 else \
+                all_reduce_mean({"stop": float(stop.requested)}, dist)["stop"] > 0
+            if stopped and not done:
+                done = user_stop = True
+                if dist.is_main:
+                    log.log(f"stopped by the user ({stop.signal_name or 'signal'}) at step {step} "
+                            f"({nimg / 1000:.3f} kimg); continue with --resume {run}")
 
             # -- Samples, snapshots, checkpoints (rank 0 writes; all ranks wait) --
             if dist.is_main and (step % sample_every == 0 or done):
@@ -312,14 +362,24 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 barrier(dist)
             if done:
                 break
+    except files.CheckpointError as exc:  # disk full while writing: say what is left and what to do
+        message = f"{exc} {last_checkpoint().capitalize()}."
+        if dist.is_main:
+            log.log(f"stopped: {message}")
+        raise files.CheckpointError(message) from exc
     except TrainingDiverged as exc:
         if dist.is_main:
             log.log(f"stopped: {exc}")
         raise
     finally:
+        stop.restore()
         display.close()
         if tb:
             tb.close()
+    if user_stop:
+        shutdown_distributed(dist)
+        raise TrainingStopped(f"stopped by the user at step {step} ({step * oc.batch / 1000:.3f} kimg); the "
+                              f"checkpoint is written: continue with --resume {run}", stop.signum)
     if not params_in_sync(list(task.modules.values()), dist):
         raise RuntimeError("parameters differ between processes; this is a bug in ganforge, please report it")
     if dist.is_main:

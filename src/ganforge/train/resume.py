@@ -9,11 +9,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ganforge.config import ConfigError, TrainConfig, deep_merge, resolve_config
+from ganforge.config import ConfigChange, ConfigError, TrainConfig, deep_merge, resolve_config
 
 # The fields (SECTION.FIELD) a resumed run may change. Everything else would change the math of the steps
 # already taken, so a resume refuses it; kimg extends the run. Add a field here to allow it.
-RESUME_CHANGEABLE: tuple[str, ...] = ("run.kimg", "run.minutes", "run.threads", "run.device")
+RESUME_CHANGEABLE: tuple[str, ...] = (
+    "run.kimg", "run.minutes", "run.threads", "run.device",
+    # Recovery from divergence (the NaN message suggests it): learning rates, loss weights, regularisation.
+    "optim.g_lr", "optim.d_lr",
+    "loss.r1_gamma", "loss.gp_weight", "loss.acgan_weight", "loss.pl_weight",
+)
 
 
 def load_run_config(run: str | Path) -> TrainConfig:
@@ -35,6 +40,24 @@ def resume_config(run_folder: str | Path, overrides: dict[str, Any], preset: str
         raise ConfigError(f"--resume continues a run with its own config; cannot change "
                           f"{', '.join(changed) or '--preset'} (only {allowed}). Start a new run to change them.")
     return resolve_config(None, deep_merge(base.model_dump(mode="json"), overrides))
+
+
+def config_changes(saved_json: str | None, cfg: TrainConfig, step: int) -> list[ConfigChange]:
+    """The fields in which ``cfg`` differs from the config saved in a checkpoint (``config_json``), as changes
+    taking effect at ``step``; the recorded history itself is not compared."""
+    if not saved_json:
+        return []
+    old = _leaves(TrainConfig.from_saved(json.loads(saved_json)).model_dump(mode="json"))
+    new = _leaves(cfg.model_dump(mode="json"))
+    return [ConfigChange(step=step, field=k, old=old.get(k), new=v) for k, v in new.items()
+            if k != "changes" and old.get(k) != v]
+
+
+def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
 
 
 def _dotted(tree: dict[str, Any], prefix: str = "") -> list[str]:

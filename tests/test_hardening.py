@@ -1,0 +1,255 @@
+"""Data safety in the training loop (issue "Hardening"): non-finite state is never written, a resume may lower
+learning rates and loss weights, the tick in progress survives a resume, Ctrl-C/SIGTERM stop cleanly with a
+checkpoint, stale temp files are removed, files get the umask's mode, disk full before the first checkpoint says
+so, pickles are refused in ganforge's words, and the kimg target is rounded up."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import pickle
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganforge.config import resolve_config
+from ganforge.core import files
+from ganforge.core.snapshot import load_snapshot
+from ganforge.tasks.gan import GanTask
+from ganforge.train import checkpoint as ckpt
+from ganforge.train.guard import StopRequest, first_nonfinite
+from ganforge.train.loop import TrainingDiverged, train
+from ganforge.train.resume import resume_config
+from ganforge.train.rundir import read_jsonl
+from tests.conftest import PYTHON, python_env, tiny_overrides
+
+
+def _cfg(source, out, kimg, preset="dcgan-32", **sections):
+    return resolve_config(preset, tiny_overrides(str(source), out, kimg, **sections))
+
+
+def _all_finite(state) -> bool:
+    if isinstance(state, torch.Tensor):
+        return not state.is_floating_point() or bool(torch.isfinite(state).all())
+    if isinstance(state, dict):
+        return all(_all_finite(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return all(_all_finite(v) for v in state)
+    return True
+
+
+def test_nonfinite_buffers_are_never_written(class_folder, tmp_path, monkeypatch):
+    """A BatchNorm running_var becomes inf while every loss stays finite: the next checkpoint and snapshot are
+    refused, and every file on disk is finite (so --resume and --init-from only ever see good state)."""
+    original = GanTask.g_main
+
+    def poisoned(self, inp):
+        if inp.step == 5:
+            bn = next(m for m in self.G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+            bn.running_var.fill_(float("inf"))
+        return original(self, inp)
+
+    monkeypatch.setattr(GanTask, "g_main", poisoned)
+    cfg = _cfg(class_folder, tmp_path, 0.08, run={"checkpoint_every_kimg": 0.016, "snapshot_every_kimg": 0.016})
+    with pytest.raises(TrainingDiverged, match=r"G .*running_var became non-finite at step 6.*ckpt-000000004.pt"):
+        train(cfg, progress=False)
+    run = next(tmp_path.glob("0*"))
+    assert [s for s, _ in ckpt.list_checkpoints(run / "checkpoints")] == [2, 4]
+    for _, path in ckpt.list_checkpoints(run / "checkpoints"):
+        assert _all_finite(ckpt.load_checkpoint(path))
+    assert _all_finite(load_snapshot(run / "snapshots" / "latest")[0])
+    assert "stopped: G " in (run / "log.txt").read_text()
+
+
+def test_first_nonfinite_sees_optimizer_state():
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    assert first_nonfinite({"D": net}, {"D": opt}) is None
+    opt.state[net.weight]["exp_avg_sq"][0, 0] = float("inf")
+    assert first_nonfinite({"D": net}, {"D": opt}) == "optimizer D state exp_avg_sq of parameter 0"
+
+
+def test_init_from_refuses_nonfinite_weights(class_folder, tmp_path):
+    source = train(_cfg(class_folder, tmp_path / "a", 0.016), progress=False)
+    state = ckpt.load_latest_checkpoint(source / "checkpoints")[1]
+    state["modules"]["G"][next(iter(state["modules"]["G"]))].fill_(float("nan"))
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    with pytest.raises(files.CheckpointError, match="holds NaN/inf values"):
+        train(_cfg(class_folder, tmp_path / "b", 0.016, run={"init_from": str(bad)}), progress=False)
+
+
+def test_resume_may_lower_learning_rates_and_records_it(class_folder, tmp_path):
+    part = train(_cfg(class_folder, tmp_path, 0.032), progress=False)
+    cfg = resume_config(part, {"optim": {"g_lr": 5e-5, "d_lr": 5e-5}, "loss": {"r1_gamma": 0.5},
+                               "run": {"kimg": 0.064}})
+    train(cfg, resume=part, progress=False)
+    saved = json.loads((part / "config.json").read_text())
+    assert saved["optim"]["g_lr"] == 5e-5
+    assert {"step": 4, "field": "optim.g_lr", "old": 2e-4, "new": 5e-5} in saved["changes"]
+    assert {"step": 4, "field": "loss.r1_gamma", "old": 0.0, "new": 0.5} in saved["changes"]
+    log = (part / "log.txt").read_text()
+    assert "from step 4: optim.d_lr 0.0002 -> 5e-05" in log
+    state = ckpt.load_latest_checkpoint(part / "checkpoints")[1]
+    assert all(g["lr"] == 5e-5 for g in state["optimizers"]["G"]["param_groups"])
+    with pytest.raises(ValueError, match="cannot change data.resolution"):
+        resume_config(part, {"data": {"resolution": 32}})
+
+
+def test_stats_after_resume_equal_uninterrupted_line_for_line(class_folder, tmp_path):
+    """Ticks every 3 steps, checkpoints every 2: resuming from step 4 (mid-tick) continues the tick."""
+    kw = dict(run={"tick_kimg": 0.024, "checkpoint_every_kimg": 0.016, "keep_checkpoints": 20})
+    full = train(_cfg(class_folder, tmp_path / "a", 0.096, **kw), progress=False)
+    copy = tmp_path / "b" / full.name
+    shutil.copytree(full, copy)
+    for s, p in ckpt.list_checkpoints(copy / "checkpoints"):
+        if s > 4:
+            p.unlink()  # as if killed right after the step-4 checkpoint
+    train(_cfg(class_folder, tmp_path / "b", 0.096, **kw), resume=copy, progress=False)
+
+    def losses(run):
+        return [{k: v for k, v in r.items() if k.startswith("loss/") or k in ("step", "kimg")}
+                for r in read_jsonl(run / "stats.jsonl")]
+
+    assert [r["step"] for r in losses(full)] == [3, 6, 9, 12]
+    assert losses(copy) == losses(full)
+
+
+def _start(cmd: list[str], out: Path) -> tuple[subprocess.Popen, Path]:
+    proc = subprocess.Popen(cmd + ["--out", str(out)], env=python_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = list(out.glob("0*"))
+        if runs and ckpt.list_checkpoints(runs[0] / "checkpoints"):
+            return proc, runs[0]
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no checkpoint within 120 s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_stop_with_a_checkpoint(class_folder, tmp_path, sig):
+    cmd = [PYTHON, "-m", "ganforge", "train", "--data", str(class_folder), "--preset", "dcgan-32", "--resolution",
+           "16", "--batch", "8", "--kimg", "50", "--set", "model.z_dim=16", "--set", "model.g_width=8",
+           "--set", "model.d_width=8", "--set", "model.max_width=32", "--set", "run.checkpoint_every_kimg=0.04",
+           "--no-progress"]
+    proc, run = _start(cmd, tmp_path)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert "stopped by the user at step" in err and f"--resume {run}" in err and "Traceback" not in err
+    log = (run / "log.txt").read_text()
+    line = next(x for x in log.splitlines() if "stopped by the user" in x)
+    step = int(line.split(" at step ")[1].split()[0])
+    assert ckpt.list_checkpoints(run / "checkpoints")[-1][0] == step  # the last step's state is saved
+    assert json.loads((run / "snapshots" / "latest.json").read_text())["step"] == step
+
+
+def test_second_signal_aborts_at_once():
+    stop = StopRequest().install()
+    try:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested and stop.signal_name == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        stop.restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_resume_removes_stale_temp_files(class_folder, tmp_path):
+    run = train(_cfg(class_folder, tmp_path, 0.032), progress=False)
+    stale = [run / "checkpoints" / ".ckpt-000000006.pt.x1y2.tmp", run / "snapshots" / ".latest.safetensors.a.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    train(_cfg(class_folder, tmp_path, 0.048), resume=run, progress=False)
+    assert not any(p.exists() for p in stale)
+    assert "removed .ckpt-000000006.pt.x1y2.tmp" in (run / "log.txt").read_text()
+
+
+def test_written_files_get_the_umask_mode(class_folder, tmp_path):
+    old = os.umask(0o022)
+    try:
+        run = train(_cfg(class_folder, tmp_path, 0.032), progress=False)
+    finally:
+        os.umask(old)
+    for p in [run / "config.json", run / "snapshots" / "latest.safetensors", run / "samples" / "reals.png",
+              ckpt.list_checkpoints(run / "checkpoints")[-1][1]]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+
+
+def test_disk_full_before_the_first_checkpoint_says_so(class_folder, tmp_path, monkeypatch):
+    real_write = files.atomic_write
+
+    def full(path, write):
+        if Path(path).suffix == ".pt":
+            raise files.CheckpointError(f"disk full while writing {path}: it was not changed, and the other "
+                                        "files are intact. Free some space and try again.")
+        return real_write(path, write)
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    with pytest.raises(files.CheckpointError, match="No checkpoint was written yet") as info:
+        train(_cfg(class_folder, tmp_path, 0.032), progress=False)
+    assert "--resume" not in str(info.value)
+    run = next(tmp_path.glob("0*"))
+    assert "stopped: disk full while writing" in (run / "log.txt").read_text()
+
+
+def test_disk_full_at_the_os_level_keeps_earlier_checkpoints(tmp_path, monkeypatch):
+    folder = tmp_path / "checkpoints"
+    ckpt.save_checkpoint(folder, 1, {"step": 1, "w": torch.ones(3)}, keep=2)
+
+    def no_space(fd, mode):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fdopen", no_space)
+    with pytest.raises(files.CheckpointError, match="disk full"):
+        ckpt.save_checkpoint(folder, 2, {"step": 2}, keep=2)
+    monkeypatch.undo()
+    assert [s for s, _ in ckpt.list_checkpoints(folder)] == [1] and not list(folder.glob(".*.tmp"))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_pickled_checkpoint_is_refused_in_ganforges_words(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "ckpt-000000001.pt"
+    buf = io.BytesIO()
+    torch.save({"step": 1, "x": _Evil()}, buf, pickle_module=pickle)
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(files.CheckpointError) as info:
+        ckpt.load_checkpoint(path)
+    assert "ganforge never unpickles" in str(info.value) and "weights_only=False" not in str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_kimg_is_rounded_up_and_said(class_folder, tmp_path):
+    run = train(_cfg(class_folder, tmp_path, 0.064, optim={"batch": 7}), progress=False)
+    assert read_jsonl(run / "stats.jsonl")[-1]["step"] == 10  # 64 images need 10 steps of 7 (70 images)
+    assert "training 10 steps, 0.07 kimg" in (run / "log.txt").read_text()
+    train(_cfg(class_folder, tmp_path, 0.064, optim={"batch": 7}), resume=run, progress=False)
+    assert read_jsonl(run / "stats.jsonl")[-1]["step"] == 10
+
+
+def test_train_device_cuda_without_cuda_is_one_clear_line(class_folder, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    res = subprocess.run([PYTHON, "-m", "ganforge", "train", "--data", str(class_folder), "--device", "cuda",
+                          "--out", str(tmp_path)], env=python_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "run.device (--device) cuda" in res.stderr and "--device cpu" in res.stderr
+    assert not list(tmp_path.glob("0*"))
