@@ -10,8 +10,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
 
 def _fail(message: str, code: int = 2) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # The message is plain text (paths may hold "[x]"): only the prefix is markup.
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -25,18 +25,21 @@ def generate(
     frames: Annotated[int, typer.Option(min=2, max=2000, help="frames of the latent walk")] = 60,
     fps: Annotated[float, typer.Option(min=1, max=60, help="frames per second of the walk")] = 20,
     minutes: Annotated[float | None, typer.Option(help="wall-clock budget; stops cleanly when reached")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="output of --interpolate (.gif or .webp)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output of --interpolate: .gif or .webp "
+                                                                 "[default: walk.gif]")] = None,
     cols: Annotated[int | None, typer.Option(help="grid columns")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "cpu",
     trunc: Annotated[float, typer.Option(min=0.0, max=2.0, help="StyleGAN2 truncation psi (1 = off)")] = 1.0,
 ) -> None:
     """Make images from a snapshot: a grid, one file per seed, or a latent-walk GIF."""
     try:
         import numpy as np
 
-        from ganforge.core.grid import make_grid, save_gif, save_grid, save_image, to_uint8
+        from ganforge.core.grid import check_animation_path, make_grid, save_gif, save_grid, save_image, to_uint8
         from ganforge.infer.snapshot import load_generator
 
+        if interpolate is not None:
+            check_animation_path(out or Path("walk.gif"))  # before any work: GIF data in a .mp4 plays nowhere
         G = load_generator(snapshot, device=device)
         if G.num_classes and class_ is None:
             raise ValueError(f"this snapshot is class-conditional: add --class N with N in 0..{G.num_classes - 1} "
@@ -142,7 +145,7 @@ def project(
     features: Annotated[str, typer.Option(help="none (pixel loss only) | judge:PATH (add a judge snapshot's "
                                                 "feature distance; not LPIPS)")] = "none",
     seed: Annotated[int, typer.Option(help="fixes the initial noise images and the latent exploration noise")] = 0,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "cpu",
 ) -> None:
     """Find the latents that make a StyleGAN2 snapshot reproduce a photo (Karras et al. 2020, sec. 5)."""
     try:

@@ -22,7 +22,7 @@ def apply(
                                                                         "receptive field]")] = None,
     ext: Annotated[str | None, typer.Option(help="folder mode: output suffix, e.g. png [default: keep each "
                                                  "input's]")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "cpu",
 ) -> None:
     """Restore images with a trained snapshot: 8/16-bit, gray/RGB, alpha passed through, any size (tiled).
 
@@ -54,7 +54,7 @@ def apply(
             try:
                 pipe.process_file(f, dst, tile=tile, overlap=overlap)
             except ValueError as exc:  # one bad file does not stop the folder; it is named at the end
-                failed.append(f"{f}: {exc}")
+                failed.append(str(exc) if str(exc).startswith(str(f)) else f"{f}: {exc}")
         typer.echo(f"wrote {len(files) - len(failed)} images to {out}")
         if failed:
             _fail(f"{len(failed)} of {len(files)} files were not processed:\n  " + "\n  ".join(failed[:20]), 1)

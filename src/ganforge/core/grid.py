@@ -55,9 +55,21 @@ def save_grid(images: np.ndarray, path: Path, cols: int | None = None) -> None:
     save_image(make_grid(images, cols), path)
 
 
+ANIMATION_SUFFIXES = (".gif", ".webp")
+
+
+def check_animation_path(path: Path) -> None:
+    """Raise ValueError unless ``path`` ends in .gif or .webp (GIF data in a .mp4 would play nowhere)."""
+    if Path(path).suffix.lower() not in ANIMATION_SUFFIXES:
+        raise ValueError(f"{path}: an animation is written as GIF or WebP; end the file name in .gif or .webp "
+                         f"(not {Path(path).suffix or 'no suffix'!r}), and convert it to video with e.g. ffmpeg")
+
+
 def save_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 20.0) -> None:
-    """Frames are [H, W, C] uint8. Written as an animated GIF (or WebP if the suffix says so)."""
+    """Frames are [H, W, C] uint8. Written as an animated GIF, or WebP for a .webp suffix; any other suffix
+    raises ValueError."""
     path = Path(path)
+    check_animation_path(path)
     pils = [to_pil(f).convert("RGB") if f.shape[2] != 1 else to_pil(f) for f in frames]
     buf = io.BytesIO()
     fmt = "WEBP" if path.suffix.lower() == ".webp" else "GIF"

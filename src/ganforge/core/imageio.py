@@ -241,6 +241,8 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Loaded
     if not path.is_file():
         what = "is a folder, not an image file" if path.is_dir() else "does not exist"
         raise ImageIOError(f"{path}: {what}; check the path")
+    if path.stat().st_size == 0:
+        raise ImageIOError(f"{path}: empty file (0 bytes); the copy or download was interrupted, copy it again")
     try:
         with warnings.catch_warnings():
             # Our own max_pixels check below replaces Pillow's warning at about 89 megapixels.

@@ -52,25 +52,20 @@ def _v1_to_v2(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> tuple[d
 
 def load_snapshot(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """Tensors by module and the metadata (v1 snapshots are converted to the v2 layout on load).
-    Raises CheckpointError naming the file for a missing, unreadable or unknown-format snapshot."""
+    Raises CheckpointError naming the file for a missing, unreadable, malformed or unknown-format snapshot."""
     from safetensors.torch import load_file
 
     weights, meta_path = resolve_snapshot(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"snapshot metadata {meta_path} is unreadable: {exc}") from exc
-    fmt = meta.get("format") if isinstance(meta, dict) else None
-    if fmt not in (SNAPSHOT_FORMAT, SNAPSHOT_V1):
-        raise CheckpointError(f"{meta_path}: unknown snapshot format {fmt!r}, expected {SNAPSHOT_FORMAT!r}; "
-                              "a newer ganforge may have written it")
+    meta = read_snapshot_meta(meta_path)
     try:
         flat = load_file(str(weights))
-    except Exception as exc:
-        raise CheckpointError(f"snapshot weights {weights} are unreadable: {exc}") from exc
-    if fmt == SNAPSHOT_V1:
+    except Exception as exc:  # a pickle, a truncated download, HTML saved as .safetensors: never unpickled
+        raise CheckpointError(f"snapshot weights {weights} are unreadable ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "it is not a safetensors file written by ganforge, or it is damaged: copy it again "
+                              "from the run's snapshots/ folder") from exc
+    if meta["format"] == SNAPSHOT_V1:
         return _v1_to_v2(meta, flat)[::-1]
-    modules: dict[str, dict[str, torch.Tensor]] = {m: {} for m in meta.get("modules", {})}
+    modules: dict[str, dict[str, torch.Tensor]] = {m: {} for m in meta["modules"]}
     for key, v in flat.items():
         m, _, rest = key.partition(".")
         if m not in modules:
@@ -78,6 +73,43 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]],
                                   f"{meta_path.name} ({', '.join(modules)})")
         modules[m][rest] = v
     return modules, meta
+
+
+def read_snapshot_meta(meta_path: Path) -> dict[str, Any]:
+    """The JSON half of a snapshot, checked for the fields loading needs: a v2 snapshot names its task, pipeline
+    and each module's network and constructor config; a v1 snapshot its arch and net_config. Raises
+    CheckpointError naming the file and the first problem."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"snapshot metadata {meta_path} is unreadable ({exc}); it was damaged or edited: "
+                              "copy it again from the run's snapshots/ folder") from exc
+
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"snapshot metadata {meta_path}: {problem}; this is not a ganforge snapshot or it "
+                               "was edited: copy it again from the run's snapshots/ folder")
+
+    if not isinstance(meta, dict):
+        raise bad(f"holds a JSON {type(meta).__name__}, expected an object")
+    fmt = meta.get("format")
+    if fmt not in (SNAPSHOT_FORMAT, SNAPSHOT_V1):
+        raise CheckpointError(f"{meta_path}: unknown snapshot format {fmt!r}, expected {SNAPSHOT_FORMAT!r}; "
+                              "a newer ganforge may have written it")
+    if fmt == SNAPSHOT_V1:
+        if not isinstance(meta.get("arch"), str) or not isinstance(meta.get("net_config"), dict):
+            raise bad("a v1 snapshot needs 'arch' (a string) and 'net_config' (an object)")
+        return meta
+    modules = meta.get("modules")
+    if not isinstance(modules, dict) or not modules:
+        raise bad("'modules' is missing or not an object of {module: {net, config}}")
+    for name, spec in modules.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("net"), str) \
+                or not isinstance(spec.get("config"), dict):
+            raise bad(f"module {name!r} needs 'net' (a network name) and 'config' (an object)")
+    for key in ("task", "pipeline"):
+        if not isinstance(meta.get(key), str):
+            raise bad(f"{key!r} is missing or not a string")
+    return meta
 
 
 def resolve_snapshot(path: str | Path) -> tuple[Path, Path]:

@@ -39,7 +39,8 @@ def cache_key(listing: Listing, rows: list[Entry], *params) -> str:
     preprocessing (JSON-serialisable)."""
     digest = hashlib.sha256(json.dumps([CACHE_VERSION, str(listing.path.resolve()), listing.root, *params]).encode())
     for entry in rows:
-        digest.update(f"{entry.key}\0{entry.size}\0{entry.stamp}\n".encode())
+        # fsencode: a file name that is not UTF-8 (a lone surrogate in `key`) hashes as its real bytes.
+        digest.update(os.fsencode(entry.key) + f"\0{entry.size}\0{entry.stamp}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -59,11 +60,14 @@ def decode_to_memmap(
     final = folder / f"{name}-{key}.npy"
     meta = final.with_suffix(".json")  # per-row decode errors; written before the .npy appears
     if final.exists() and meta.exists():
-        errors = json.loads(meta.read_text())["errors"]
-        images = np.load(final, mmap_mode="r")
-        n_ok = sum(e is None for e in errors)
-        if len(errors) == shape[0] and images.shape == (n_ok, *shape[1:]):
-            return images, errors
+        try:
+            errors = json.loads(meta.read_text())["errors"]
+            images = np.load(final, mmap_mode="r")
+            n_ok = sum(e is None for e in errors)
+            if len(errors) == shape[0] and images.shape == (n_ok, *shape[1:]):
+                return images, errors
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache (malformed JSON, short .npy) is rebuilt below, over the old files
 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{final.stem}.{os.getpid()}.tmp.npy"

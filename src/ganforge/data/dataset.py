@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,16 @@ __all__ = [
 
 Split = Literal["train", "test"]
 _LISTED = 10  # file names kept per list in a report (missing partners, size mismatches)
+SMALL_DATASET = 100  # fewer images than this get a note: a GAN memorises them without augmentation
+TINY_FACTOR = 4  # images upscaled more than this to reach the training resolution get a note
+TINY_SIDE = 16  # without a resolution (inspect): images with a side under this many pixels get a note
+MAX_ASPECT = 4.0  # images longer than this times their width (or wider) get a note
+_FORMATS = {".png": {"PNG"}, ".jpg": {"JPEG", "MPO"}, ".jpeg": {"JPEG", "MPO"}, ".webp": {"WEBP"},
+            ".bmp": {"BMP", "DIB"}, ".tif": {"TIFF"}, ".tiff": {"TIFF"}}
+_CONVERTED = {"CMYK": "CMYK to RGB", "YCbCr": "YCbCr to RGB", "LAB": "Lab to RGB", "HSV": "HSV to RGB",
+              "I": "16/32-bit to 8-bit", "F": "floating point to 8-bit", "I;16": "16-bit to 8-bit",
+              "I;16B": "16-bit to 8-bit", "I;16L": "16-bit to 8-bit", "I;16N": "16-bit to 8-bit"}
+_log = logging.getLogger(__name__)
 
 
 
@@ -319,7 +330,7 @@ def inspect_source(source: str | Path, split: Split = "train", *, max_pixels: in
     path = Path(source).expanduser()
     report = IntakeReport(source=str(path))
     listing = list_source(path, split, report.notes)
-    _report_listing(report, listing)
+    report_listing(report, listing)
     layout = detect_layout(listing.images, split)
     if layout.kind == "images":
         class_names, class_of = assign_classes(listing.images, None, path, report.notes)
@@ -337,6 +348,9 @@ def inspect_source(source: str | Path, split: Split = "train", *, max_pixels: in
     elif report.files_loaded and all(p.oriented[0] // 2 == p.oriented[1] for p in probes if p.error is None):
         report.notes.append("every image is twice as wide as tall: side-by-side A|B pairs for `load_pairs` "
                             "(left half = input, right half = target)")
+    else:
+        loaded = [(e.rel, p) for e, p in zip(listing.images, probes, strict=True) if p.error is None]
+        add_file_notes(report, loaded, None)
     return report
 
 
@@ -404,7 +418,7 @@ def _load_files(
     check_pil_settings()
     report = IntakeReport(source=str(path))
     listing = list_source(path, split, report.notes)
-    _report_listing(report, listing)
+    report_listing(report, listing)
     if not listing.images:
         if listing.others:
             found = f"{len(listing.others)} other files: {preview(listing.others, len(listing.others))}"
@@ -435,15 +449,17 @@ def _load_files(
 
     # Report, in file order: header failures and decode failures are both "skipped".
     decode_error = dict(zip(rows, errors, strict=True))
-    loaded_labels = []
+    loaded_labels, loaded = [], []
     for i, (entry, probe) in enumerate(zip(entries, probes, strict=True)):
         error = probe.error or decode_error.get(i)
         if error is not None:
             report.skipped.append(SkippedFile(entry.rel, error))
             continue
         _count_loaded(report, probe, class_names, class_of, selected[i])
+        loaded.append((entry.rel, probe))
         if class_of is not None:
             loaded_labels.append(class_of[selected[i]])
+    add_file_notes(report, loaded, resolution, warn=True)
     if report.files_loaded == 0:
         failures = ", ".join(f"{s.path} ({s.reason})" for s in report.skipped[:5])
         raise DatasetError(
@@ -489,11 +505,57 @@ def _decode_all(
     return images, errors
 
 
-def _report_listing(report: IntakeReport, listing: Listing) -> None:
+def report_listing(report: IntakeReport, listing: Listing) -> None:
+    """Fill the listing's counts into `report`; links and archive members that were refused (see
+    `sources.walk_folder`, `walk_zip`) count as found and skipped."""
     report.source = listing.describe()
-    report.files_found = len(listing.images)
+    report.files_found = len(listing.images) + len(listing.refused)
     report.other_files = len(listing.others)
     report.other_examples = listing.others[:5]
+    report.skipped += [SkippedFile(rel, reason) for rel, reason in listing.refused]
+
+
+def small_dataset_note(n: int) -> str:
+    return (f"only {n} images: a GAN memorises a dataset this small within a few kimg; train with --aug ada "
+            "(adaptive augmentation) or DiffAugment (--aug color,translation,cutout)")
+
+
+def add_file_notes(report: IntakeReport, loaded: list[tuple[str, Probe]], resolution: int | None,
+                   warn: bool = False) -> None:
+    """Notes about loaded files that work but deserve a word, each naming the first files: a name that lies
+    about the format, several frames or pages, a mode converted to 8-bit L/RGB, images much smaller than the
+    training resolution (`resolution`; None: a side under `TINY_SIDE`), aspect ratios beyond `MAX_ASPECT`:1,
+    and a dataset under `SMALL_DATASET` images. With `warn`, each note is also logged as a warning."""
+    notes: list[str] = []
+
+    def named(what: str, items: list[str], advice: str) -> None:
+        if items:
+            notes.append(f"{what} ({len(items)}): {preview(items)}; {advice}")
+
+    named("named as another format", [f"{rel} is {p.format}" for rel, p in loaded
+                                      if p.format and p.format not in _FORMATS.get(Path(rel).suffix.lower(),
+                                                                                   {p.format})],
+          "they load by their content, but rename them")
+    named("several frames or pages", [f"{rel} ({p.frames})" for rel, p in loaded if p.frames > 1
+                                      and p.format != "MPO"], "only the first is used")
+    named("converted to 8-bit gray or RGB", [f"{rel} ({_CONVERTED[p.mode]})" for rel, p in loaded
+                                             if p.mode in _CONVERTED], "check that they look right")
+    sizes = [(rel, p.oriented or p.size) for rel, p in loaded]
+    if resolution is None:
+        named(f"a side under {TINY_SIDE} pixels", [f"{rel} {w}x{h}" for rel, (w, h) in sizes if min(w, h) < TINY_SIDE],
+              "upscaled to a training resolution they carry almost no detail; drop them")
+    else:
+        named(f"much smaller than the {resolution}-pixel training resolution",
+              [f"{rel} {w}x{h}" for rel, (w, h) in sizes if TINY_FACTOR * min(w, h) < resolution],
+              f"upscaled more than {TINY_FACTOR}x they train as blurry blobs; drop them or lower the resolution")
+    named(f"aspect ratio over {MAX_ASPECT:g}:1", [f"{rel} {w}x{h}" for rel, (w, h) in sizes
+                                                  if max(w, h) > MAX_ASPECT * min(w, h)],
+          "a square crop keeps a small part of each and padding makes it a thin strip; crop them to the subject")
+    if 0 < len(loaded) < SMALL_DATASET:
+        notes.append(small_dataset_note(len(loaded)))
+    report.notes += notes
+    for note in notes if warn else []:
+        _log.warning("%s: %s", report.source, note)  # visible on stderr while the run log is being set up
 
 
 def _count_loaded(
@@ -531,6 +593,8 @@ def _load_builtin(
     if len(selected) < total:
         report.files_found = total
         report.notes.append(f"max_images: using {len(selected)} of {total} images")
+    if len(selected) < SMALL_DATASET:
+        report.notes.append(small_dataset_note(len(selected)))
     x = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)  # [N, c, h, w]
     channels = channels or x.shape[1]
     x = _resize_batch(_convert_channels(x, channels), resolution, resize)  # [N, C, R, R]

@@ -13,6 +13,8 @@ Nothing here sets `PIL.ImageFile.LOAD_TRUNCATED_IMAGES`, so truncated files rais
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Literal
 
@@ -107,12 +109,16 @@ def skip_reason(exc: Exception) -> str:
     """A short human reason for an exception raised while opening or decoding an image file."""
     if isinstance(exc, BadImage):
         return str(exc)
-    if isinstance(exc, Image.DecompressionBombError):
-        return "too many pixels (decompression bomb guard)"
+    if isinstance(exc, Image.DecompressionBombError):  # "Image size (N pixels) exceeds limit of M pixels, ..."
+        return f"too large ({str(exc).split(', could')[0]}: PIL's decompression bomb guard)"
     if isinstance(exc, UnidentifiedImageError):
         return "not a readable image (unknown format or corrupt header)"
     if isinstance(exc, FileNotFoundError):
         return "cannot open (missing file or dangling link)"
+    if isinstance(exc, (zipfile.BadZipFile, zlib.error)):
+        return f"damaged archive member ({str(exc)[:80]}); re-create the archive"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"cannot open ({exc.strerror or type(exc).__name__})"
     if "truncated" in str(exc):
         return "truncated"
     return f"cannot decode ({type(exc).__name__}: {str(exc)[:80]})"

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ganforge.data.batches import to_float
 from ganforge.data.builtin import DatasetError
-from ganforge.data.dataset import IntakeReport, SkippedFile, parse_builtin, record_layout
+from ganforge.data.dataset import IntakeReport, SkippedFile, parse_builtin, record_layout, report_listing
 from ganforge.data.decode import DEFAULT_MAX_PIXELS, check_pil_settings
 from ganforge.data.derive import Derive, parse_derive
 from ganforge.data.layouts import Layout, Matching, check_pairs, detect_layout, match_partners, size_mismatch
@@ -588,8 +588,7 @@ def _open_listing(source, split, what: str, builtin_hint: str, split_folders: bo
     path = Path(source).expanduser()
     report = IntakeReport(source=str(path))
     listing = list_source(path, split, report.notes, split_folders=split_folders)
-    report.source, report.files_found = listing.describe(), len(listing.images)
-    report.other_files, report.other_examples = len(listing.others), listing.others[:5]
+    report_listing(report, listing)
     return path, listing, report
 
 

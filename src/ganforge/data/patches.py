@@ -31,7 +31,7 @@ import torch
 from ganforge.core.files import atomic_write, atomic_write_text
 from ganforge.data.builtin import DatasetError, cache_dir
 from ganforge.data.cache import cache_key
-from ganforge.data.dataset import IntakeReport, SkippedFile, load_dataset, parse_builtin
+from ganforge.data.dataset import IntakeReport, SkippedFile, load_dataset, parse_builtin, report_listing
 from ganforge.data.decode import DEFAULT_MAX_PIXELS, GRAY_MODES, check_pil_settings, pixel_limit
 from ganforge.data.sources import (
     IMAGE_EXTENSIONS,
@@ -354,8 +354,7 @@ def load_patches(
     path = Path(source).expanduser()
     report = IntakeReport(source=str(path))
     listing = list_source(path, split, report.notes)
-    report.source, report.files_found = listing.describe(), len(listing.images)
-    report.other_files, report.other_examples = len(listing.others), listing.others[:5]
+    report_listing(report, listing)
     if not listing.images:
         raise DatasetError(f"{listing.describe()}: found 0 image files ({preview(listing.others) or 'none'}); "
                            f"add images with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}")

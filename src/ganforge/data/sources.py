@@ -7,6 +7,7 @@ those modules, not to users (the package exports none of them).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -14,9 +15,9 @@ import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
 import numpy as np
 from PIL import ImageOps
@@ -35,6 +36,10 @@ from ganforge.data.decode import (
 )
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+# A zip member that claims more bytes than this is refused before it is opened (a zip bomb). A 40 MP image is at
+# most 320 MB even as an uncompressed 16-bit RGBA TIFF; a member that inflates past its claimed size fails
+# zipfile's CRC check and is skipped as damaged.
+MAX_MEMBER_BYTES = 1 << 30
 NUM_THREADS = min(16, 2 * (os.cpu_count() or 1))  # PIL releases the GIL while decoding; 2x covers file I/O
 _BATCH_FILES = 4096  # files handed to the thread pool at a time, which bounds the number of pending futures
 
@@ -43,10 +48,17 @@ _BATCH_FILES = 4096  # files handed to the thread pool at a time, which bounds t
 # Entries and listings
 
 
+def display_name(name: str) -> str:
+    """A file name as printable, encodable text: bytes that are not UTF-8 (a Latin-1 ``caf\\xe9.png`` on a UTF-8
+    system arrives as a lone surrogate) become ``\\xe9``. Used for every name that reaches a report, a log, a
+    cache index or JSON; the file itself is opened by its real name."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Entry:
-    rel: str  # posix path relative to the data root: sort key, class folder, name in reports
-    key: str  # what the reader opens: an absolute file path, or a zip member name
+    rel: str  # posix path relative to the data root, printable (display_name): sort key, class folder, reports
+    key: str  # what the reader opens: an absolute file path (the real, possibly undecodable name), or a zip member
     size: int  # bytes
     stamp: str  # changes when the file changes (mtime for files, CRC for zip members); for the cache key
 
@@ -58,9 +70,10 @@ class Listing:
     root: str  # folder inside the source that holds the data ("" or e.g. "photos/train")
     images: list[Entry]  # sorted by rel
     others: list[str]  # non-image files, rel paths
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason): links and members not read
 
     def describe(self) -> str:
-        return str(self.path) + (f" (folder {self.root}/ inside)" if self.root else "")
+        return display_name(str(self.path)) + (f" (folder {self.root}/ inside)" if self.root else "")
 
     @property
     def stem(self) -> str:
@@ -72,9 +85,9 @@ def list_source(path: Path, split: str, notes: list[str], *, split_folders: bool
     """The image files of a folder or zip. With `split_folders`, a source holding `train/` and `test/` is read
     from the `split` one; without it the split is the caller's business (unpaired trainA/ testA/ layouts)."""
     if path.is_dir():
-        kind, files = "folder", walk_folder(path)
+        kind, (files, refused) = "folder", walk_folder(path)
     elif path.is_file() and path.suffix.lower() == ".zip":
-        kind, files = "zip", walk_zip(path)
+        kind, (files, refused) = "zip", walk_zip(path)
     elif path.exists():
         raise DatasetError(f"{path} is a file but not a .zip archive; give a folder of images or a .zip")
     else:
@@ -104,7 +117,7 @@ def list_source(path: Path, split: str, notes: list[str], *, split_folders: bool
 
     images = [e for e in files if Path(e.rel).suffix.lower() in IMAGE_EXTENSIONS]
     others = [e.rel for e in files if Path(e.rel).suffix.lower() not in IMAGE_EXTENSIONS]
-    return Listing(path, kind, root, images, others)
+    return Listing(path, kind, root, images, others, refused)
 
 
 def top(entry: Entry) -> str:
@@ -120,44 +133,109 @@ def is_hidden(parts: Sequence[str]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
-def walk_folder(root: Path) -> list[Entry]:
-    entries = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not is_hidden([d])]
-        for filename in filenames:
-            if is_hidden([filename]):
+def walk_folder(root: Path) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The regular files under `root` (hidden ones left out), and the links refused, as (rel, reason).
+
+    Symbolic links are followed when their target lies inside `root` (a class folder linked from elsewhere in the
+    tree); a link that leads out of `root`, a loop and a dangling link are refused with the reason, so that a
+    dataset is exactly the tree the user pointed at. Refusals of plain non-image files are not listed."""
+    base = os.path.realpath(root)
+    entries: list[Entry] = []
+    refused: list[tuple[str, str]] = []
+    # (folder as listed, its real path, the real paths of its ancestors): a link back to an ancestor is a loop.
+    stack: list[tuple[Path, str, tuple[str, ...]]] = [(Path(root), base, ())]
+    while stack:
+        folder, real_folder, ancestors = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                children = sorted(it, key=lambda d: d.name)
+        except OSError as exc:
+            if folder != Path(root):
+                refused.append((_rel(folder, root), f"cannot list the folder ({exc.strerror or exc})"))
                 continue
-            file = Path(dirpath, filename)
-            try:
-                st = file.stat()
-            except OSError:  # a dangling link: list it, so that it is reported as unreadable
-                st = None
-            if st is not None and not stat.S_ISREG(st.st_mode):
+            raise DatasetError(f"{display_name(str(root))}: cannot list the folder ({exc})") from exc
+        for child in children:
+            if is_hidden([child.name]):
                 continue
-            entries.append(
-                Entry(
-                    rel=file.relative_to(root).as_posix(),
-                    key=str(file),
-                    size=-1 if st is None else st.st_size,
-                    stamp="" if st is None else str(st.st_mtime_ns),
-                )
-            )
-    return sorted(entries, key=lambda e: e.rel)
+            path = Path(folder, child.name)
+            rel = _rel(path, root)
+            is_image = Path(child.name).suffix.lower() in IMAGE_EXTENSIONS
+            if child.is_symlink():
+                target = os.path.realpath(path)
+                try:
+                    st = path.stat()  # follows the link
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        refused.append((rel, "symbolic link loop; remove the link"))
+                    elif is_image:
+                        refused.append((rel, f"dangling symbolic link (its target {display_name(target)} does not "
+                                             "exist)"))
+                    continue
+                if not _inside(target, base):
+                    if is_image or stat.S_ISDIR(st.st_mode):
+                        what = "folder" if stat.S_ISDIR(st.st_mode) else "file"
+                        refused.append((rel, f"symbolic link to a {what} outside the data folder "
+                                             f"({display_name(target)}); not followed: copy it in, or point the "
+                                             "source at a folder that holds it"))
+                    continue
+                if stat.S_ISDIR(st.st_mode) and (target == real_folder or target in ancestors):
+                    refused.append((rel, "symbolic link loop (it points back to a folder that holds it); not "
+                                         "followed"))
+                    continue
+            else:
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue  # vanished while listing
+                target = os.path.join(real_folder, child.name)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append((path, target, (*ancestors, real_folder)))
+            elif stat.S_ISREG(st.st_mode):
+                entries.append(Entry(rel=rel, key=str(path), size=st.st_size, stamp=str(st.st_mtime_ns)))
+            elif is_image:  # a FIFO or device named like an image: opening it could block forever
+                refused.append((rel, "not a regular file (a pipe, socket or device)"))
+    return sorted(entries, key=lambda e: e.rel), sorted(refused)
 
 
-def walk_zip(path: Path) -> list[Entry]:
+def _rel(path: Path, root: Path) -> str:
+    return display_name(path.relative_to(root).as_posix())
+
+
+def _inside(real: str, base: str) -> bool:
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def walk_zip(path: Path) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The file members of an archive (hidden ones left out), and the members refused, as (rel, reason):
+    absolute paths, paths with `..` (zip-slip), symbolic links, and members that claim more than
+    `MAX_MEMBER_BYTES` uncompressed. Nothing is ever extracted; members are read in place."""
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"{path}: cannot read the zip archive ({exc}); re-create it") from exc
-    entries = []
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DatasetError(f"{display_name(str(path))}: cannot read the zip archive ({exc}); re-create it") from exc
+    entries, refused = [], []
     for info in infos:
-        rel = info.filename.replace("\\", "/").strip("/")
+        name = info.filename.replace("\\", "/")
+        rel = display_name(name.strip("/"))
+        if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+            refused.append((display_name(name), "absolute path inside the archive; re-create it with relative paths"))
+            continue
+        if ".." in name.split("/"):
+            refused.append((display_name(name), "path with '..' leaves the archive's folder (zip-slip); re-create "
+                                                 "the archive without it"))
+            continue
         if info.is_dir() or not rel or is_hidden(rel.split("/")):
             continue
+        if stat.S_ISLNK(info.external_attr >> 16):
+            refused.append((rel, "symbolic link inside the archive; not followed"))
+            continue
+        if info.file_size > MAX_MEMBER_BYTES:
+            refused.append((rel, f"claims {info.file_size / 2**20:,.0f} MiB uncompressed, over the "
+                                 f"{MAX_MEMBER_BYTES >> 20} MiB per-file limit (a zip bomb?); not read"))
+            continue
         entries.append(Entry(rel=rel, key=info.filename, size=info.file_size, stamp=str(info.CRC)))
-    return sorted(entries, key=lambda e: e.rel)
+    return sorted(entries, key=lambda e: e.rel), refused
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -221,6 +299,8 @@ class Probe(NamedTuple):
     mode: str | None  # PIL mode as stored
     error: str | None  # why the file is skipped
     oriented: tuple[int, int] | None = None  # (width, height) once the EXIF orientation is applied
+    format: str | None = None  # what PIL found in the file (PNG, JPEG, ...), whatever the name says
+    frames: int = 1  # frames or pages (animated PNG/WebP, multi-page TIFF); intake uses the first
 
 
 def _open_entry(reader: Reader, entry: Entry, max_pixels: int, load: bool):
@@ -230,14 +310,27 @@ def _open_entry(reader: Reader, entry: Entry, max_pixels: int, load: bool):
         return open_image(fp, max_pixels, load=load)
 
 
+def _probe_open(reader: Reader, entry: Entry, max_pixels: int, load: bool) -> tuple[Any, int]:
+    # The image and its frame count, counted while the file is open (TIFF pages are found by seeking).
+    if entry.size == 0:
+        raise BadImage("empty file (0 bytes)")
+    with reader.open(entry.key) as fp:
+        image = open_image(fp, max_pixels, load=load)
+        try:
+            frames = int(getattr(image, "n_frames", 1) or 1)
+        except Exception:  # a damaged later frame: the first one is what intake reads
+            frames = 1
+        return image, frames
+
+
 def probe_entry(reader: Reader, entry: Entry, max_pixels: int, decode: bool) -> Probe:
     """Header facts of one file (with `decode`, after a full decode that proves the pixels are readable)."""
     try:
-        image = _open_entry(reader, entry, max_pixels, decode)
+        image, frames = _probe_open(reader, entry, max_pixels, decode)
         oriented = oriented_size(image)
     except Exception as exc:  # PIL plugins raise many types on bad data; one bad file must not stop intake
         return Probe(None, None, skip_reason(exc))
-    return Probe(image.size, image.mode, None, oriented)
+    return Probe(image.size, image.mode, None, oriented, image.format, frames)
 
 
 def decode_entry(reader: Reader, entry: Entry, out: np.ndarray, max_pixels: int, resize: ResizeMode) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ganforge.core.device import resolve_device
 from ganforge.core.files import CheckpointError
 from ganforge.core.snapshot import load_snapshot
 from ganforge.infer.restore import RestorePipeline
@@ -26,10 +27,12 @@ PIPELINES: dict[str, Any] = {
 
 
 def load_pipeline(snapshot: str | Path, device: str | torch.device = "cpu") -> Any:
-    """Load a snapshot (v1 or v2; a path with or without .safetensors, or a run folder) as its task's pipeline."""
+    """Load a snapshot (v1 or v2; a path with or without .safetensors, or a run folder) as its task's pipeline.
+    ``device``: auto | cpu | cuda | cuda:N (a bad or missing device raises ValueError before anything is read)."""
+    dev = resolve_device(device)
     tensors, meta = load_snapshot(snapshot)
     name = meta.get("pipeline")
     if name not in PIPELINES:
         raise CheckpointError(f"snapshot {snapshot}: pipeline {name!r} (task {meta.get('task')!r}) is not one this "
                               f"ganforge can run; known: {', '.join(PIPELINES)}")
-    return PIPELINES[name].from_snapshot(tensors, meta, snapshot, torch.device(device))
+    return PIPELINES[name].from_snapshot(tensors, meta, snapshot, dev)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 
 from ganforge.core import imagemath
@@ -96,18 +97,17 @@ def load_target(path: str | Path, channels: int, resolution: int) -> Tensor:
     """Read any image file Pillow knows into ``[channels, resolution, resolution]`` in [-1, 1]: EXIF orientation
     applied, converted to gray / RGB / RGBA as the generator needs (transparent pixels over black when alpha is
     dropped, as for datasets), centre-cropped to a square and resized with Lanczos."""
-    from ganforge.data.decode import fit, standard_mode, to_channels
+    from ganforge.data.decode import DEFAULT_MAX_PIXELS, fit, read_image, skip_reason
 
     path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            image = fit(to_channels(standard_mode(im), channels), resolution, "crop")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such image file") from None
+    if not path.is_file():
+        raise ValueError(f"{path}: {'is a folder, not' if path.is_dir() else 'no such'} image file")
+    try:  # the pixel limit of training data, checked from the header before any pixel is decoded
+        with warnings.catch_warnings():  # PIL's own bomb warning (from 89 MP) is superseded by the limit's error
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = fit(read_image(path, channels, max_pixels=DEFAULT_MAX_PIXELS), resolution, "crop")
     except Exception as exc:  # Pillow raises many types on bad data
-        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise ValueError(f"{path}: cannot use it as the target image: {skip_reason(exc)}") from None
     pixels = np.asarray(image)
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     return torch.from_numpy(pixels.copy()).float().div(127.5).sub(1.0)  # [C, R, R]
@@ -273,11 +273,30 @@ def save_projection(result: ProjectionResult, out_dir: str | Path, snapshot: str
 
 
 def load_projection(path: str | Path) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
-    """``out_dir`` (or its ``latent.safetensors``) -> (ws, noise, latent.json contents)."""
+    """``out_dir`` (or its ``latent.safetensors``) -> (ws, noise, latent.json contents). Raises ValueError naming
+    the file when either file is missing or damaged (nothing is ever unpickled)."""
     from safetensors.torch import load_file
 
     p = Path(path)
     folder = p if p.is_dir() else p.parent
-    tensors = load_file(str(folder / "latent.safetensors"))
+    weights, meta_path = folder / "latent.safetensors", folder / "latent.json"
+    redo = "run `ganforge project` again to re-create the folder"
+    for f in (weights, meta_path):
+        if not f.is_file():
+            raise ValueError(f"{f}: missing; a projection folder holds latent.safetensors and latent.json ({redo})")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as exc:  # a pickle renamed, a truncated copy: safetensors refuses it without unpickling
+        raise ValueError(f"{weights}: not a readable safetensors file ({type(exc).__name__}: {str(exc)[:120]}); "
+                         f"{redo}") from None
+    ws = tensors.get("ws")
+    if ws is None or ws.ndim != 3:
+        raise ValueError(f"{weights}: no 'ws' tensor of shape [1, num_ws, w_dim]; {redo}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{meta_path}: unreadable ({exc}); {redo}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: holds a JSON {type(meta).__name__}, expected an object; {redo}")
     noise = {k.removeprefix("noise."): v for k, v in tensors.items() if k.startswith("noise.")}
-    return tensors["ws"], noise, json.loads((folder / "latent.json").read_text())
+    return ws, noise, meta

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ganforge.core.device import resolve_device
 from ganforge.core.files import CheckpointError
 from ganforge.core.latent import slerp, z_from_seeds
 from ganforge.core.snapshot import load_snapshot
@@ -104,9 +105,11 @@ def build_modules(tensors: dict[str, dict[str, Tensor]], meta: dict[str, Any], s
 
 
 def load_generator(snapshot: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
-    """The generate pipeline of a GAN snapshot (v1 or v2)."""
+    """The generate pipeline of a GAN snapshot (v1 or v2). ``device``: auto | cpu | cuda | cuda:N (a bad or
+    missing device raises ValueError before the snapshot is read)."""
+    dev = resolve_device(device)
     tensors, meta = load_snapshot(snapshot)
     if meta.get("pipeline") != "generate":
         raise CheckpointError(f"snapshot {snapshot} is a {meta.get('task')!r} model (pipeline "
                               f"{meta.get('pipeline')!r}), not a generator: apply it with `ganforge apply`")
-    return LoadedGenerator.from_snapshot(tensors, meta, snapshot, torch.device(device))
+    return LoadedGenerator.from_snapshot(tensors, meta, snapshot, dev)

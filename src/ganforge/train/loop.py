@@ -180,6 +180,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                     f"{device}, ganforge {__version__}")
             for skipped in data.report.skipped:
                 log.log(f"skipped {skipped.path}: {skipped.reason}")
+            for note in data.report.notes:
+                log.log(f"note: {note}")
             if init_note:
                 log.log(init_note)
         else:
