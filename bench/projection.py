@@ -29,10 +29,11 @@ from ganforge.core.grid import save_grid, to_uint8
 from ganforge.data import load_dataset
 from ganforge.infer.project import project, psnr, synthesize_projection, w_stats
 from ganforge.infer.snapshot import load_generator
+from ganforge.metrics.extractors import SHIPPED_JUDGE
 from ganforge.metrics.judge import judge_features, load_judge, to_float
 
 HERE = Path(__file__).resolve().parent
-JUDGE = HERE / "results" / "judge-fashion-mnist"
+JUDGE = SHIPPED_JUDGE  # package data: src/ganforge/metrics/assets/
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 Stages (run them in order; each writes JSON into bench/results/ and pictures into docs/img/):
 
-    python bench/quality_fmnist.py judge                 # train the judge, report its test accuracy
+    python bench/quality_fmnist.py judge                 # train the judge (into src/ganforge/metrics/assets/)
+    python bench/quality_fmnist.py domain                # only refit its domain statistics (eval warnings)
     python bench/quality_fmnist.py train dcgan --minutes 15
     python bench/quality_fmnist.py train sngan-cond --minutes 15
     python bench/quality_fmnist.py floors                # judge-FID of real train vs test, and noise vs test
@@ -24,6 +25,7 @@ KID: 100 subsets of 1,000, unbiased polynomial-kernel MMD, reported x1000.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import subprocess
@@ -40,13 +42,15 @@ from ganforge.data import load_dataset
 from ganforge.infer.snapshot import load_generator
 from ganforge.metrics.distribution import frechet_distance, kernel_inception_distance
 from ganforge.metrics.evaluate import generated_images
+from ganforge.metrics.extractors import SHIPPED_JUDGE
 from ganforge.metrics.judge import load_judge, save_judge, to_float, train_judge
 from ganforge.train.loop import train
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 IMG = HERE.parent / "docs" / "img"
-JUDGE = RESULTS / "judge-fashion-mnist"
+JUDGE = SHIPPED_JUDGE  # package data: src/ganforge/metrics/assets/ (`stage judge` rewrites it)
+JUDGE_OUT = JUDGE.parent
 RUNS = RESULTS / "runs"
 RES = 32
 
@@ -95,9 +99,26 @@ def stage_judge(epochs: int) -> None:
     t0 = time.perf_counter()
     net, meta = train_judge("fashion-mnist", RES, "pad", epochs=epochs, seed=0)
     secs = time.perf_counter() - t0
-    save_judge(net, RESULTS, JUDGE.name, meta)
+    save_judge(net, JUDGE_OUT, JUDGE.name, meta)
     write("judge-quality", {"bench": "judge", "test_accuracy": round(meta["test_accuracy"], 4), "epochs": epochs,
                             "train_seconds": round(secs, 1), "params": sum(p.numel() for p in net.parameters())})
+
+
+def stage_domain() -> None:
+    # The statistics `ganforge judge train` now saves with every judge (train_judge), refitted for the shipped
+    # judge without retraining it: training features for the Gaussians, test features for the threshold.
+    from ganforge.core.files import file_sha256
+    from ganforge.metrics.domain import fit_domain, save_domain
+    from ganforge.metrics.judge import judge_features_of
+
+    judge = load_judge(JUDGE)
+    train_set, test = fmnist("train"), fmnist("test")
+    stats = fit_domain(judge_features_of(judge, train_set.images), train_set.labels,
+                       judge_features_of(judge, test.images), f"fashion-mnist training images ({len(train_set)})",
+                       f"test split ({len(test)} images)")
+    weights = JUDGE.with_suffix(".safetensors")
+    path = save_domain(dataclasses.replace(stats, judge_sha256=file_sha256(weights)), weights)
+    print(f"wrote {path}: threshold {stats.threshold:.3f}")
 
 
 def stage_floors() -> None:
@@ -291,7 +312,7 @@ def stage_curve(runs: list[Path], every_kimg: float, num: int, name: str) -> Non
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["judge", "train", "eval", "floors", "small-data", "curve"])
+    ap.add_argument("stage", choices=["judge", "domain", "train", "eval", "floors", "small-data", "curve"])
     ap.add_argument("model", nargs="?", choices=list(MODELS))
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--epochs", type=int, default=6)
@@ -312,11 +333,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.results:
-        global RESULTS, IMG, RUNS
-        RESULTS = IMG = args.results
+        global RESULTS, IMG, RUNS, JUDGE_OUT
+        RESULTS = IMG = JUDGE_OUT = args.results
         RUNS = Path("/tmp/ganforge-bench-runs")
     if args.stage == "judge":
         stage_judge(args.epochs)
+    elif args.stage == "domain":
+        stage_domain()
     elif args.stage == "floors":
         stage_floors()
     elif args.stage == "train":

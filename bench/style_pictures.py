@@ -24,10 +24,11 @@ from ganforge.core.grid import make_grid, save_image, to_uint8
 from ganforge.data import load_dataset
 from ganforge.infer.project import project, save_projection
 from ganforge.infer.style import arithmetic, draw, interpolate, latents, style_layers, style_mix
+from ganforge.metrics.extractors import SHIPPED_JUDGE
 from ganforge.metrics.judge import judge_features, load_judge, to_float
 
 HERE = Path(__file__).resolve().parent
-JUDGE = HERE / "results" / "judge-fashion-mnist"
+JUDGE = SHIPPED_JUDGE  # package data: src/ganforge/metrics/assets/
 IMG = HERE.parent / "docs" / "img"
 SNEAKER, BOOT = 7, 9
 

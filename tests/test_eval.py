@@ -24,8 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def judge(tmp_path_factory):
     torch.manual_seed(0)
     net = Classifier(resolution=16, channels=3, num_classes=3, width=4).eval()
-    save_judge(net, tmp_path_factory.mktemp("judge"), "j", {"input_fit": "resize"})
-    return str(tmp_path_factory.getbasetemp() / "judge0" / "j")
+    return str(save_judge(net, tmp_path_factory.mktemp("judge"), "j", {"input_fit": "resize"}).with_suffix(""))
 
 
 def run(*args):
@@ -111,7 +110,7 @@ def test_eval_errors_name_the_problem(style_run, tmp_path):
     code, out = run("sets", tmp_path, tmp_path, "--metrics", "fid,lpips")
     assert code == 1 and "unknown metric(s) lpips" in out and "fid, kid, pr, dc, is" in out
     code, out = run("snapshot", style_run / "snapshots" / "latest")
-    assert code == 2 and "Missing option" in out and "--data" in out
+    assert code == 2 and "eval snapshot needs --data" in out and "eval sets REAL FAKE" in out
     code, out = run("cas", style_run / "snapshots" / "latest")
     assert code == 2 and "Missing option" in out and "--data" in out
     code, out = run("sets", tmp_path, tmp_path, "--extractor", f"inception:{tmp_path / 'none.pt'}")

@@ -2,6 +2,8 @@
 
 Each eval mode is its own subcommand with only the options it uses; the work is one library call each
 (``metrics.evaluate.evaluate_sets`` / ``evaluate_snapshot`` / ``evaluate_pairs``, ``metrics.cas.run_cas_on_dataset``).
+``--device`` is checked first (``core.device.resolve_device``), so a bad one fails before any work. Help texts
+escape literal brackets (``\\[default: ...]``): the help is rich markup, where ``[...]`` is a style tag.
 """
 
 from __future__ import annotations
@@ -24,15 +26,43 @@ app.add_typer(judge_app, name="judge")
 # Options that several eval modes share, spelled once.
 Extractor = Annotated[str, typer.Option(help="judge (shipped Fashion-MNIST judge), judge:PATH, inception, "
                                              "inception:clean, inception:PATH")]
-CacheDir = Annotated[Path | None, typer.Option(help="feature cache [default: ~/.cache/ganforge/features]")]
+CacheDir = Annotated[Path | None, typer.Option(help="feature cache \\[default: ~/.cache/ganforge/features]")]
 Trunc = Annotated[float, typer.Option(min=0.0, max=2.0, help="StyleGAN2 truncation psi (1 = off)")]
-Device = Annotated[str, typer.Option(help="cpu | cuda")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object: values and protocol")]
 
 
 def _log(as_json: bool) -> Callable[[str], None]:
-    # With --json, stdout holds only the JSON object; progress goes to stderr.
-    return (lambda m: typer.echo(m, err=True)) if as_json else typer.echo
+    # With --json, stdout holds only the JSON object; progress goes to stderr. Warnings always go to stderr.
+    def log(message: str) -> None:
+        if message.startswith("warning:"):
+            from rich.console import Console
+            from rich.markup import escape
+
+            Console(stderr=True).print(f"[bold yellow]warning:[/] {escape(message.removeprefix('warning:').strip())}",
+                                       highlight=False, soft_wrap=True)
+        else:
+            typer.echo(message, err=as_json)
+
+    return log
+
+
+def _device(device: str) -> str:
+    """The --device value checked before any work ("auto" resolved); a ValueError names what is wrong."""
+    from ganforge.core.device import resolve_device
+
+    return str(resolve_device(device, "--device"))
+
+
+def _not_images_as_snapshot(snapshot: str) -> None:
+    # `eval snapshot real/ ...` with a folder of images: say which command compares image folders.
+    path = Path(snapshot).expanduser()
+    if not path.is_dir() or (path / "snapshots").is_dir() or (path / "config.json").exists():
+        return
+    exts = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+    if any(f.suffix.lower() in exts for f in path.rglob("*")):
+        _fail(f"{snapshot} is a folder of images, not a snapshot or run folder. To compare two image sets: "
+              f"ganforge eval sets REAL FAKE; to score a snapshot: ganforge eval snapshot SNAPSHOT --data REAL", 1)
 
 
 def _print_record(record: dict[str, Any], as_json: bool) -> None:
@@ -42,7 +72,7 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"ganforge eval ({record['kind']})")
+    table = Table(title=f"ganforge eval ({record['kind']})")  # two short columns: fits 80 columns
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in record["metrics"].items():
@@ -55,6 +85,10 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
                    f"images ({p['real'].get('split')}), fake {p['fake'].get('count')}; --json for the full protocol")
     if p.get("written_to"):
         typer.echo(f"appended to {p['written_to']}")
+    if p.get("warnings"):
+        Console(stderr=True).print(f"[bold yellow]warning:[/] these numbers come with {len(p['warnings'])} "
+                                   "warning(s), printed above and kept in the record (protocol.warnings, --json)",
+                                   highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -64,12 +98,14 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
 @eval_app.command("sets")
 def eval_sets(
     real: Annotated[str, typer.Argument(help="reference images: folder, .zip or built-in name")],
-    fake: Annotated[str, typer.Argument(help="images compared with REAL: folder, .zip or built-in name")],
+    fake: Annotated[str | None, typer.Argument(help="images compared with REAL: folder, .zip or built-in name "
+                                                    "(required)", show_default=False)] = None,
     metrics: Annotated[str, typer.Option(help="comma list: fid,kid,pr,dc,is")] = "fid,kid",
     extractor: Extractor = "judge",
-    resolution: Annotated[int | None, typer.Option(help="load folders at this size [default: extractor's]")] = None,
+    resolution: Annotated[int | None, typer.Option(help="load folders at this size \\[default: the "
+                                                         "extractor's]")] = None,
     resize: Annotated[str, typer.Option(help="crop | pad | stretch for folders")] = "crop",
-    num: Annotated[int | None, typer.Option(min=2, help="images per set [default: all]")] = None,
+    num: Annotated[int | None, typer.Option(min=2, help="images per set \\[default: all]")] = None,
     seed: Annotated[int, typer.Option(min=0, help="set subsets and KID subsets")] = 0,
     cache_dir: CacheDir = None,
     device: Device = "cpu",
@@ -79,9 +115,14 @@ def eval_sets(
 
     Example: ganforge eval sets real/ fake/ --metrics fid,kid,pr --extractor judge:judges/judge-logos --json
     """
+    if fake is None:
+        _fail(f"eval sets compares two image sets: ganforge eval sets REAL FAKE (FAKE is compared with REAL; only "
+              f"REAL = {real} was given). To score a snapshot against a dataset: ganforge eval snapshot SNAPSHOT "
+              "--data REAL", 2)
     try:
         from ganforge.metrics.evaluate import evaluate_sets
 
+        device = _device(device)
         record = evaluate_sets(real, fake, metrics, extractor, resolution, resize, num, seed, cache_dir, device,
                                log=_log(as_json))
         _print_record(record.to_dict(), as_json)
@@ -92,11 +133,13 @@ def eval_sets(
 @eval_app.command("snapshot")
 def eval_snapshot(
     snapshot: Annotated[str, typer.Argument(help="snapshot path (with or without .safetensors) or run folder")],
-    data: Annotated[str, typer.Option(help="reference dataset: folder, .zip or built-in (e.g. fashion-mnist)")],
+    data: Annotated[str | None, typer.Option(help="reference dataset: folder, .zip or built-in (e.g. "
+                                                  "fashion-mnist) (required)", show_default=False)] = None,
     metrics: Annotated[str, typer.Option(help="comma list: fid,kid,pr,dc,is,ppl")] = "fid,kid",
     extractor: Extractor = "judge",
-    split: Annotated[str | None, typer.Option(help="reference split [default: test for built-ins]")] = None,
+    split: Annotated[str | None, typer.Option(help="reference split \\[default: test for built-ins]")] = None,
     num: Annotated[int, typer.Option(min=2, help="generated samples: seeds 0..num-1")] = 10_000,
+    ppl_samples: Annotated[int | None, typer.Option(min=1, help="path pairs for ppl \\[default: --num]")] = None,
     trunc: Trunc = 1.0,
     seed: Annotated[int, typer.Option(min=0, help="KID subsets and PPL sampling")] = 0,
     cache_dir: CacheDir = None,
@@ -107,11 +150,17 @@ def eval_snapshot(
 
     Example: ganforge eval snapshot runs/00003-x/snapshots/latest --data fashion-mnist --num 10000 --metrics fid,kid,is
     """
+    _not_images_as_snapshot(snapshot)
+    if data is None:
+        _fail("eval snapshot needs --data, the reference dataset: ganforge eval snapshot SNAPSHOT --data REAL "
+              "(a folder, .zip or built-in such as fashion-mnist). To compare two image folders: ganforge eval "
+              "sets REAL FAKE", 2)
     try:
         from ganforge.metrics.evaluate import evaluate_snapshot
 
-        record = evaluate_snapshot(snapshot, data, metrics, extractor, num, split, trunc, seed, cache_dir=cache_dir,
-                                   device=device, log=_log(as_json))
+        device = _device(device)
+        record = evaluate_snapshot(snapshot, data, metrics, extractor, num, split, trunc, seed, ppl_samples,
+                                   cache_dir=cache_dir, device=device, log=_log(as_json))
         _print_record(record.to_dict(), as_json)
     except _user_errors() as exc:
         _fail(str(exc), 1)
@@ -136,8 +185,10 @@ def eval_pairs(
     try:
         from ganforge.metrics.evaluate import evaluate_pairs
 
+        device = _device(device)
         judge = extractor.split(":", 1)[1] if extractor and extractor.startswith("judge:") else None
-        record = evaluate_pairs(outputs, references, metrics, crop_border, y_channel, judge, device)
+        record = evaluate_pairs(outputs, references, metrics, crop_border, y_channel, judge, device,
+                                log=_log(as_json))
         _print_record(record.to_dict(), as_json)
     except _user_errors() as exc:
         _fail(str(exc), 1)
@@ -163,6 +214,7 @@ def eval_cas(
     try:
         from ganforge.metrics.cas import CasConfig, run_cas_on_dataset
 
+        device = _device(device)
         try:
             ns = [int(n) for n in real_per_class.split(",")]
         except ValueError:
@@ -189,7 +241,7 @@ def judge_train(
                                            "subfolders (with train/ and test/ for a test split)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for <name>.safetensors + <name>.json")] =
     Path("judges"),
-    name: Annotated[str | None, typer.Option(help="snapshot name [default: judge-<dataset>]")] = None,
+    name: Annotated[str | None, typer.Option(help="snapshot name \\[default: judge-<dataset>]")] = None,
     resolution: Annotated[int, typer.Option(help="input size; a multiple of 8")] = 32,
     resize: Annotated[str, typer.Option(help="pad | crop | stretch (how images reach the resolution)")] = "pad",
     epochs: Annotated[int, typer.Option(min=1, max=1000)] = 6,

@@ -87,22 +87,36 @@ def train(
         _fail(str(exc), 1)
 
 
+def _short(x: float) -> str:
+    """Learning rates as 2e-4, 2.5e-3 (not 0.0002): the presets table must fit 80 columns."""
+    if x == 0 or abs(x) >= 0.01:
+        return f"{x:g}"
+    mantissa, exponent = f"{x:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 @app.command()
 def presets() -> None:
     """List the named presets (the table lives in ganforge/config.py)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Column, Table
 
     from ganforge.config import PRESETS, resolve_config
 
-    table = Table("task", "arch", "res", "cond / data", "loss", "lr G/D", "betas", "batch")
-    table.columns.insert(0, Column("preset", no_wrap=True, min_width=max(map(len, PRESETS))))
+    # Fits 80 columns: one-space gaps, short numbers; only "cond/data" may wrap, nothing is cut with an ellipsis.
+    names = ("preset", "task", "arch", "res", "cond/data", "loss", "lr", "betas", "batch")
+    table = Table(*(Column(n, no_wrap=n != "cond/data", overflow="fold") for n in names), box=box.SIMPLE_HEAD,
+                  padding=(0, 0), pad_edge=False, show_edge=False,
+                  caption="lr: G/D when they differ; cond/data: class conditioning (GANs) or derived inputs")
     for name in PRESETS:
         c = resolve_config(name)
         if c.task == "gan":
-            what, loss, lr = c.model.cond, c.loss.adversarial, f"{c.optim.g_lr:g}/{c.optim.d_lr:g}"
+            what, loss = c.model.cond, c.loss.adversarial
+            g, d = _short(c.optim.g_lr), _short(c.optim.d_lr)
+            lr = g if g == d else f"{g}/{d}"
         else:  # one network: the G learning rate is its
-            what, loss, lr = c.data.derive or "pairs", c.loss.pixel, f"{c.optim.g_lr:g}"
+            what, loss, lr = c.data.derive or "pairs", c.loss.pixel, _short(c.optim.g_lr)
         table.add_row(name, c.task, c.model.arch, str(c.data.resolution), what, loss, lr,
                       f"{c.optim.beta1:g},{c.optim.beta2:g}", str(c.optim.batch))
     Console().print(table)

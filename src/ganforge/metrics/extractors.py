@@ -7,7 +7,7 @@ which weights (by SHA-256), at which input size, with which channel conversion a
 Spec strings, ``NAME[:PATH][:OPTION]`` (OPTION is recognised only when it is one of the extractor's words, so
 ``inception:/models/inception-2015-12-05.pt`` is a path; write ``./clean`` for a file named like an option):
 
-    judge                    the Fashion-MNIST judge shipped in bench/results/ (a source checkout)
+    judge                    the Fashion-MNIST judge shipped with ganforge (metrics/assets/, package data)
     judge:PATH               a judge snapshot (safetensors + JSON) made by ganforge
     judge:PATH:pad           ... images smaller than the judge are centred on black instead of resized
     inception                NVlabs' TorchScript Inception-v3 at $GANFORGE_INCEPTION or the cache folder
@@ -36,7 +36,8 @@ from ganforge.data.builtin import cache_dir
 
 Images = np.ndarray | Tensor  # uint8 [N, C, H, W]
 
-SHIPPED_JUDGE = Path(__file__).resolve().parents[3] / "bench" / "results" / "judge-fashion-mnist"
+# Package data (pyproject.toml, [tool.setuptools.package-data]): installed with the wheel, so `judge` works anywhere.
+SHIPPED_JUDGE = Path(__file__).resolve().parent / "assets" / "judge-fashion-mnist"
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = f"https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/{INCEPTION_FILE}"
 INCEPTION_RESOLUTION = 299
@@ -103,9 +104,9 @@ class JudgeExtractor:
             if not SHIPPED_JUDGE.with_suffix(".json").is_file():
                 raise ValueError(
                     f"extractor 'judge': the shipped Fashion-MNIST judge ({SHIPPED_JUDGE}.safetensors/.json) is "
-                    "not here; it ships in the source repository, not in an installed package. Pass judge:PATH "
-                    "with a judge snapshot of your own (train one with `ganforge judge train`, or with "
-                    "`python bench/quality_fmnist.py judge` in a source checkout)")
+                    "missing from this installation (it is package data of ganforge; reinstall ganforge). Or "
+                    "pass judge:PATH with a judge snapshot of your own (train one with `ganforge judge train "
+                    "--data <labelled data>`)")
             path = SHIPPED_JUDGE
         try:
             weights, meta_path = resolve_snapshot(path)

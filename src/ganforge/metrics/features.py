@@ -36,9 +36,12 @@ from torch import Tensor
 from ganforge.core.version import __version__
 from ganforge.data.builtin import BUILTINS, cache_dir
 from ganforge.data.dataset import ImageDataset, load_dataset, parse_builtin
+from ganforge.metrics.domain import colour_spread
 from ganforge.metrics.extractors import Extractor, Images, check_images
+from ganforge.metrics.progress import Progress
 
 FEATURES_FORMAT = "ganforge-features/1"
+SKIPPED_LISTED = 5  # unreadable files named in messages and records (all are counted)
 _UNKEYED_EXTRACTOR_FIELDS = ("weights", "spec")  # where the weights are and how they were named
 _HASH_CHUNK_BYTES = 64 << 20
 
@@ -127,12 +130,14 @@ def compute_features(extractor: Extractor, images: Any, cache_dir: str | Path | 
             the split are still part of the cache key).
         split, info: recorded in the protocol (``split`` is keyed, ``info`` is not).
         cache: False computes and returns without reading or writing the cache (e.g. generated samples).
-        log: receives one line per ignored cache entry or failed cache write.
+        log: receives one line per ignored cache entry or failed cache write, and progress lines when the
+            extraction takes more than a few seconds.
     """
     fingerprint = None
     if isinstance(images, ImageDataset):
         fingerprint, images = images.fingerprint(), images.images
     n = check_images(images)
+    what = f"{extractor.name} features of {(info or {}).get('source') or (info or {}).get('snapshot') or 'images'}"
     if cache or key is not None or fingerprint is not None:
         record = feature_protocol(extractor, images, key=key, fingerprint=fingerprint, count=n, split=split,
                                   info=info)
@@ -148,11 +153,27 @@ def compute_features(extractor: Extractor, images: Any, cache_dir: str | Path | 
         if hit is not None:
             return FeatureSet(*hit, protocol=record, key=digest, from_cache=True)
 
-    features, logits = extractor(images, batch=batch)
+    features, logits = _extract(extractor, images, n, batch, what, log)
     _check_shapes(features, logits, n, extractor)
     if stem is not None:
         _write_entry(stem, record, digest, features, logits, log)
     return FeatureSet(features, logits, protocol=record, key=digest)
+
+
+def _extract(extractor: Extractor, images: Any, n: int, batch: int, what: str,
+             log: Callable[[str], None]) -> tuple[Tensor, Tensor | None]:
+    # One batch at a time, so that a long run (Inception on a CPU) reports progress.
+    progress = Progress(log, what, n)
+    feats, logits = [], []
+    for start in range(0, n, batch):
+        f, lg = extractor(images[start:start + batch], batch=batch)
+        feats.append(f)
+        logits.append(lg)
+        progress.update(min(n, start + batch))
+    progress.close()
+    if not feats:
+        return extractor(images, batch=batch)
+    return torch.cat(feats), None if logits[0] is None else torch.cat(logits)
 
 
 def _check_shapes(features: Tensor, logits: Tensor | None, n: int, extractor: Extractor) -> None:
@@ -229,13 +250,26 @@ def dataset_features(extractor: Extractor, source: str | Path, split: str, num: 
     ``resolution`` None means the native size of a built-in (Fashion-MNIST 28); the extractor then brings the
     images to its own input as its protocol says (the shipped judge pads 28 -> 32, Inception resizes to 299).
     ``num`` takes a fixed random subset of that many images, chosen by ``seed`` (``load_dataset(max_images=)``).
-    The protocol records source, split, count, resolution and subset.
+    The protocol records source, split, count, resolution and subset, the channels and colour spread (for the
+    domain check, metrics/domain.py) and the unreadable files that were skipped (count and the first few).
     """
     if resolution is None:
         resolution = _native_resolution(source, split)
     ds = load_dataset(source, resolution, resize=resize, max_images=num, split=split, seed=seed)
     if num is not None and len(ds) < num:
         log(f"warning: {source} (split {split}) has {len(ds)} images, fewer than the {num} asked for; using all")
+    skipped = ds.report.skipped
+    if skipped:
+        log(f"warning: {source}: {skipped_line(len(skipped), [f'{s.path} ({s.reason})' for s in skipped])}")
     info = {"source": str(source), "resolution": resolution, "resize": resize, "num_requested": num,
-            "subset_seed": seed if num is not None and len(ds) == num else None, "dataset": ds.name}
+            "subset_seed": seed if num is not None and len(ds) == num else None, "dataset": ds.name,
+            "channels": ds.channels, "colour_spread": colour_spread(ds.images),
+            "skipped": {"count": len(skipped), "first": [f"{s.path} ({s.reason})" for s in skipped[:SKIPPED_LISTED]]}}
     return compute_features(extractor, ds, cache_dir, split=split, info=info, batch=batch, log=log)
+
+
+def skipped_line(count: int, first: list[str]) -> str:
+    """``3 unreadable image files skipped: a.png (reason), b.jpg (reason), ...``"""
+    more = f", ... and {count - SKIPPED_LISTED} more" if count > SKIPPED_LISTED else ""
+    return (f"{count} unreadable image file{'s' if count != 1 else ''} skipped: "
+            f"{', '.join(first[:SKIPPED_LISTED])}{more}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ganforge.core.files import CheckpointError
+from ganforge.core.files import CheckpointError, file_sha256
 from ganforge.core.snapshot import load_snapshot, save_snapshot
 from ganforge.core.version import __version__
+from ganforge.metrics.domain import fit_domain, save_domain
 from ganforge.nets.classifier import Classifier
 
 
@@ -150,10 +152,20 @@ def accuracy(net: Classifier, images: np.ndarray | torch.Tensor, labels: np.ndar
 
 
 def save_judge(net: Classifier, folder: Path, name: str, meta: dict[str, Any]) -> Path:
-    return save_snapshot(folder, name, {"net": net.state_dict()},
+    """Write the judge snapshot ``<folder>/<name>.safetensors`` + ``.json``. A ``meta["domain_stats"]``
+    (``metrics.domain.DomainStats``, as ``train_judge`` returns) is written beside it as
+    ``<name>.domain.safetensors`` and summarised in the JSON as ``domain_check``."""
+    meta = dict(meta)
+    domain = meta.pop("domain_stats", None)
+    if domain is not None:
+        meta["domain_check"] = domain.summary()
+    path = save_snapshot(folder, name, {"net": net.state_dict()},
                          {"task": "judge", "pipeline": "judge", "arch": "classifier",
                           "modules": {"net": {"net": "classifier", "config": net.config}},
                           "ganforge_version": __version__, **meta})
+    if domain is not None:
+        save_domain(replace(domain, judge_sha256=file_sha256(path)), path)
+    return path
 
 
 def load_judge(path: str | Path) -> Classifier:
@@ -165,13 +177,25 @@ def load_judge(path: str | Path) -> Classifier:
     return net.eval().requires_grad_(False)
 
 
+@torch.no_grad()
+def judge_features_of(net: Classifier, images: np.ndarray, batch: int = 500) -> Tensor:
+    """Pooled penultimate features float32 ``[N, feature_dim]`` of uint8 images already at the judge's input
+    size and channels (its training data), in batches on the net's device."""
+    device = next(net.parameters()).device
+    out = [torch.empty(0, net.feature_dim)]
+    for i in range(0, len(images), batch):
+        out.append(net.features(to_float(images[i:i + batch]).to(device)).float().cpu())
+    return torch.cat(out)
+
+
 def train_judge(source: str, resolution: int = 32, resize: str = "pad", epochs: int = 6, width: int = 32,
                 seed: int = 0, log: Callable[[str], None] = print) -> tuple[Classifier, dict[str, Any]]:
     """Train a judge on a labelled dataset (built-in, or a folder with one subfolder per class) and measure it.
 
     Accuracy is measured on the dataset's test split when it has one (built-ins; folders with train/ and test/),
     otherwise on a fixed 10 % of the images held out from training (seeded by ``seed``). Returns the network
-    and the metadata saved with it (dataset, accuracy and how it was measured, the recipe)."""
+    and the metadata saved with it (dataset, accuracy and how it was measured, the recipe, and ``domain_stats``:
+    the ``metrics.domain.DomainStats`` that ``save_judge`` writes beside the snapshot)."""
     from ganforge.data import DatasetError, load_dataset
 
     data = load_dataset(source, resolution, resize=resize, use_labels=True)
@@ -190,8 +214,12 @@ def train_judge(source: str, resolution: int = 32, resize: str = "pad", epochs: 
     net = train_classifier(x, y, data.num_classes, epochs=epochs, width=width, seed=seed,
                            batch=min(128, max(16, len(x) // 8)), log=log)  # small sets: more steps
     acc = accuracy(net, x_test, y_test)
+    # What the judge has seen, for the eval domain check (metrics/domain.py): Gaussians fitted on its training
+    # features, the threshold from the held-out ones.
+    domain = fit_domain(judge_features_of(net, x), y, judge_features_of(net, x_test),
+                        fit_on=f"{source} training images ({len(x)})", threshold_on=how)
     meta = {"dataset": data.describe(), "class_names": list(data.class_names), "test_accuracy": acc,
-            "accuracy_measured_on": how, "resize": resize,
+            "accuracy_measured_on": how, "resize": resize, "domain_stats": domain,
             # How extractors bring other-sized images to this judge: pad (as Fashion-MNIST 28 -> 32) or resize.
             "input_fit": "pad" if resize == "pad" else "resize",
             "recipe": f"ganforge judge train --data {source} --resolution {resolution} --resize {resize} "

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from ganforge.core.latent import slerp
 from ganforge.infer.snapshot import LoadedGenerator
+from ganforge.metrics.progress import Progress
 
 SPACES = ("z", "w")
 SAMPLINGS = ("full", "end")
@@ -64,12 +65,13 @@ def _check(G: LoadedGenerator, num_samples: int, epsilon: float, space: str, sam
 @torch.no_grad()
 def path_distances(G: LoadedGenerator, distance: Distance, num_samples: int = 10_000, epsilon: float = 1e-4,
                    space: str = "w", sampling: str = "end", crop: bool = False, batch: int = 64, seed: int = 0,
-                   labels: Tensor | Sequence[int] | int | None = None) -> Tensor:
+                   labels: Tensor | Sequence[int] | int | None = None,
+                   log: Callable[[str], None] | None = None) -> Tensor:
     """The per-pair values ``d(image(t), image(t + eps)) / eps^2``, float64 ``[num_samples]`` on the CPU, before
     the percentile filter of :func:`perceptual_path_length` (same arguments). All draws are made up front from one
     CPU generator seeded with ``seed``, in this order: z0 ``[S, z_dim]``, z1 ``[S, z_dim]``, t ``[S, 1]`` (drawn
     for "end" too, then zeroed), classes ``[S]`` (conditional snapshots without ``labels``); so the values do not
-    depend on ``batch``."""
+    depend on ``batch``. ``log`` receives progress lines when this takes more than a few seconds."""
     _check(G, num_samples, epsilon, space, sampling, batch)
     g = torch.Generator().manual_seed(seed)
     z0 = torch.randn(num_samples, G.z_dim, generator=g)  # [S, z_dim]
@@ -80,6 +82,7 @@ def path_distances(G: LoadedGenerator, distance: Distance, num_samples: int = 10
     c = G.check_labels(labels, num_samples)  # [S] on G.device, or None
 
     out = []
+    progress = Progress(log or (lambda m: None), f"ppl ({space} space)", num_samples, "pairs")
     for i in range(0, num_samples, batch):
         a, b, ti = z0[i:i + batch].to(G.device), z1[i:i + batch].to(G.device), t[i:i + batch].to(G.device)
         ci = None if c is None else c[i:i + batch].repeat(2)  # both ends of a pair: the same class
@@ -99,6 +102,8 @@ def path_distances(G: LoadedGenerator, distance: Distance, num_samples: int = 10
         d = distance(img0, img1)
         assert d.shape == (len(img0),), f"distance must return [N] = [{len(img0)}], got {list(d.shape)}"
         out.append(d.detach().double().cpu() / epsilon**2)
+        progress.update(min(num_samples, i + batch))
+    progress.close()
     return torch.cat(out)
 
 
@@ -125,16 +130,17 @@ def _describe(distance: Distance) -> tuple[str, str | None]:
 # Karras et al. 2019, sec. 4.1, eq. 2 (space "z") and eq. 3 (space "w").
 def perceptual_path_length(G: LoadedGenerator, distance: Distance, num_samples: int = 10_000,
                            epsilon: float = 1e-4, space: str = "w", sampling: str = "end", crop: bool = False,
-                           batch: int = 64, seed: int = 0,
-                           labels: Tensor | Sequence[int] | int | None = None) -> dict[str, Any]:
+                           batch: int = 64, seed: int = 0, labels: Tensor | Sequence[int] | int | None = None,
+                           log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """PPL of a StyleGAN2 snapshot under ``distance`` (see the module docstring).
 
     ``space``: "z" (slerp between latents) or "w" (lerp between mapped latents); ``sampling``: "end" (t = 0) or
     "full" (t ~ U(0, 1)); ``epsilon``: the step; ``crop``: NVlabs's face crop; ``labels``: for a conditional
-    snapshot one class or ``num_samples`` classes (None: uniform random classes from ``seed``).
+    snapshot one class or ``num_samples`` classes (None: uniform random classes from ``seed``); ``log``: progress
+    lines when it takes more than a few seconds.
     Returns ``{"ppl", "std", "count" (values kept by the 1%/99% filter), "protocol": {...}}``.
     """
-    values = path_distances(G, distance, num_samples, epsilon, space, sampling, crop, batch, seed, labels)
+    values = path_distances(G, distance, num_samples, epsilon, space, sampling, crop, batch, seed, labels, log)
     mean, std, count = filtered_mean(values)
     name, dist_protocol = _describe(distance)
     if not G.num_classes:
