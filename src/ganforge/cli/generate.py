@@ -26,7 +26,7 @@ def generate(
     fps: Annotated[float, typer.Option(min=1, max=60, help="frames per second of the walk")] = 20,
     minutes: Annotated[float | None, typer.Option(help="wall-clock budget; stops cleanly when reached")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output of --interpolate: .gif or .webp "
-                                                                 "[default: walk.gif]")] = None,
+                                                                 "\\[default: walk.gif]")] = None,
     cols: Annotated[int | None, typer.Option(help="grid columns")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "cpu",
     trunc: Annotated[float, typer.Option(min=0.0, max=2.0, help="StyleGAN2 truncation psi (1 = off)")] = 1.0,

@@ -18,9 +18,9 @@ def apply(
                                                            "webp), or a folder for a folder input")],
     tile: Annotated[int, typer.Option(min=32, max=8192, help="tile size in pixels; memory follows the tile, "
                                                               "not the image")] = 512,
-    overlap: Annotated[int | None, typer.Option(min=0, max=1024, help="tile overlap [default: the model's "
+    overlap: Annotated[int | None, typer.Option(min=0, max=1024, help="tile overlap \\[default: the model's "
                                                                         "receptive field]")] = None,
-    ext: Annotated[str | None, typer.Option(help="folder mode: output suffix, e.g. png [default: keep each "
+    ext: Annotated[str | None, typer.Option(help="folder mode: output suffix, e.g. png \\[default: keep each "
                                                  "input's]")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "cpu",
 ) -> None:

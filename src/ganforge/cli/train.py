@@ -27,7 +27,7 @@ def train(
     preset: Annotated[str | None, typer.Option(help="named preset; see `ganforge presets`")] = None,
     kimg: Annotated[float | None, typer.Option(help="train until this many thousand real images (total)")] = None,
     minutes: Annotated[float | None, typer.Option(help="wall-clock budget; stops cleanly when reached")] = None,
-    out: Annotated[Path | None, typer.Option(help="parent folder for the run folder [default: runs]")] = None,
+    out: Annotated[Path | None, typer.Option(help="parent folder for the run folder \\[default: runs]")] = None,
     batch: Annotated[int | None, typer.Option(help="global batch size")] = None,
     seed: Annotated[int | None, typer.Option(help="fixes all randomness")] = None,
     resolution: Annotated[int | None, typer.Option(help="training resolution, e.g. 32, 64, 128")] = None,
