@@ -253,3 +253,51 @@ def test_train_device_cuda_without_cuda_is_one_clear_line(class_folder, tmp_path
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "run.device (--device) cuda" in res.stderr and "--device cpu" in res.stderr
     assert not list(tmp_path.glob("0*"))
+
+
+def test_disk_full_while_appending_stats_stops_cleanly(class_folder, tmp_path, monkeypatch):
+    """Found by bench/reliability.py: a disk that fills between checkpoints hit the stats.jsonl append (a
+    traceback, and no "stopped:" line)."""
+    import builtins
+
+    from ganforge.train import rundir
+
+    appends = {"n": 0}
+
+    def filling_open(path, mode="r", **kwargs):
+        if Path(path).name == "stats.jsonl" and mode == "a":
+            appends["n"] += 1
+            if appends["n"] > 5:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return builtins.open(path, mode, **kwargs)
+
+    monkeypatch.setattr(rundir, "open", filling_open, raising=False)  # found before the builtin
+    with pytest.raises(files.CheckpointError, match=r"disk full while appending to .*stats.jsonl.*ckpt-000000004"):
+        train(_cfg(class_folder, tmp_path, 0.064), progress=False)
+    run = next(tmp_path.glob("0*"))
+    assert "stopped: disk full while appending" in (run / "log.txt").read_text()
+    assert all(_all_finite(ckpt.load_checkpoint(p)) for _, p in ckpt.list_checkpoints(run / "checkpoints"))
+
+
+def test_runlog_turns_enospc_into_a_clear_error(tmp_path, monkeypatch):
+    from ganforge.train import rundir
+
+    log = rundir.RunLog(tmp_path)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir, "open", no_space, raising=False)
+    with pytest.raises(files.CheckpointError, match="disk full while appending to .*stats.jsonl"):
+        log.stats({"step": 1})
+
+
+def test_snapshot_weights_carry_their_metadata(class_folder, tmp_path):
+    """A kill between the weights' rename and the JSON's leaves new weights beside old JSON: loading reads the
+    metadata from the weights file's own header, so the pair is never mixed."""
+    run = train(_cfg(class_folder, tmp_path, 0.032), progress=False)
+    snap = run / "snapshots"
+    old = json.loads((snap / "latest.json").read_text())
+    (snap / "latest.json").write_text(json.dumps({**old, "step": 1, "kimg": 0.008}))  # the previous step's JSON
+    meta = load_snapshot(snap / "latest")[1]
+    assert meta["step"] == old["step"] == 4

@@ -12,6 +12,7 @@ from ganforge.core.files import CheckpointError, atomic_write_bytes, atomic_writ
 
 SNAPSHOT_FORMAT = "ganforge-snapshot/2"
 SNAPSHOT_V1 = "ganforge-snapshot/1"  # one module (a GAN's G_ema or a judge), unprefixed keys; still loads
+EMBEDDED_KEY = "ganforge_meta"  # the safetensors header entry holding the same JSON as <name>.json
 
 
 def save_snapshot(folder: Path, name: str, modules: dict[str, dict[str, torch.Tensor]],
@@ -31,8 +32,10 @@ def save_snapshot(folder: Path, name: str, modules: dict[str, dict[str, torch.Te
     flat = {f"{m}.{k}": v.detach().to("cpu").contiguous().clone() for m, sd in modules.items() for k, v in sd.items()}
     meta = {"format": SNAPSHOT_FORMAT, **meta}
     folder = Path(folder)
-    # Weights first, then JSON: a snapshot is complete once its JSON exists.
-    atomic_write_bytes(folder / f"{name}.safetensors", st_save(flat))
+    # The metadata also rides in the safetensors header, so the weights file alone is complete and atomic: a kill
+    # between the two renames below leaves new weights beside old JSON, and loading reads the header's copy.
+    # Weights first, then JSON: a new snapshot appears once its JSON exists.
+    atomic_write_bytes(folder / f"{name}.safetensors", st_save(flat, metadata={EMBEDDED_KEY: json.dumps(meta)}))
     atomic_write_text(folder / f"{name}.json", json.dumps(meta, indent=2))
     return folder / f"{name}.safetensors"
 
@@ -53,16 +56,20 @@ def _v1_to_v2(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> tuple[d
 def load_snapshot(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """Tensors by module and the metadata (v1 snapshots are converted to the v2 layout on load).
     Raises CheckpointError naming the file for a missing, unreadable, malformed or unknown-format snapshot."""
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     weights, meta_path = resolve_snapshot(path)
     meta = read_snapshot_meta(meta_path)
     try:
-        flat = load_file(str(weights))
+        with safe_open(str(weights), framework="pt") as f:
+            embedded = (f.metadata() or {}).get(EMBEDDED_KEY)
+            flat = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
     except Exception as exc:  # a pickle, a truncated download, HTML saved as .safetensors: never unpickled
         raise CheckpointError(f"snapshot weights {weights} are unreadable ({type(exc).__name__}: {str(exc)[:200]}); "
                               "it is not a safetensors file written by ganforge, or it is damaged: copy it again "
                               "from the run's snapshots/ folder") from exc
+    if embedded is not None:  # authoritative: written in the same atomic file as the weights
+        meta = check_snapshot_meta(_parse(embedded, weights), weights)
     if meta["format"] == SNAPSHOT_V1:
         return _v1_to_v2(meta, flat)[::-1]
     modules: dict[str, dict[str, torch.Tensor]] = {m: {} for m in meta["modules"]}
@@ -80,10 +87,23 @@ def read_snapshot_meta(meta_path: Path) -> dict[str, Any]:
     and each module's network and constructor config; a v1 snapshot its arch and net_config. Raises
     CheckpointError naming the file and the first problem."""
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        text = meta_path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         raise CheckpointError(f"snapshot metadata {meta_path} is unreadable ({exc}); it was damaged or edited: "
                               "copy it again from the run's snapshots/ folder") from exc
+    return check_snapshot_meta(_parse(text, meta_path), meta_path)
+
+
+def _parse(text: str, where: Path) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CheckpointError(f"snapshot metadata in {where} is unreadable ({exc}); it was damaged or edited: "
+                              "copy it again from the run's snapshots/ folder") from exc
+
+
+def check_snapshot_meta(meta: Any, meta_path: Path) -> dict[str, Any]:
+    """Check a snapshot's metadata (from ``meta_path``, named in errors) for the fields loading needs."""
 
     def bad(problem: str) -> CheckpointError:
         return CheckpointError(f"snapshot metadata {meta_path}: {problem}; this is not a ganforge snapshot or it "

@@ -367,7 +367,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     except files.CheckpointError as exc:  # disk full while writing: say what is left and what to do
         message = f"{exc} {last_checkpoint().capitalize()}."
         if dist.is_main:
-            log.log(f"stopped: {message}")
+            with contextlib.suppress(OSError, files.CheckpointError):  # the log may be on the full disk too
+                log.log(f"stopped: {message}")
         raise files.CheckpointError(message) from exc
     except TrainingDiverged as exc:
         if dist.is_main:

@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from ganforge.core.files import atomic_write_text
+from ganforge.core.files import CheckpointError, atomic_write_text
 
 RUN_RE = re.compile(r"^(\d{5})-")
 
@@ -50,8 +51,14 @@ class RunLog:
         self.run = Path(run)
 
     def _append(self, name: str, line: str) -> None:
-        with open(self.run / name, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        try:
+            with open(self.run / name, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise CheckpointError(f"disk full while appending to {self.run / name}: the checkpoints in "
+                                      f"{self.run / 'checkpoints'} are intact. Free some space and try again.") from exc
+            raise
 
     def log(self, message: str) -> None:
         self._append("log.txt", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}")
