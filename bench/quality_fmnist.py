@@ -44,7 +44,7 @@ from ganforge.metrics.distribution import frechet_distance, kernel_inception_dis
 from ganforge.metrics.evaluate import generated_images
 from ganforge.metrics.extractors import SHIPPED_JUDGE
 from ganforge.metrics.judge import load_judge, save_judge, to_float, train_judge
-from ganforge.train.loop import train
+from ganforge.training.loop import train
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -61,8 +61,8 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 from ganforge.core.snapshot import load_snapshot  # noqa: E402
-from ganforge.train.checkpoint import CHECKPOINT_RE, list_checkpoints, load_checkpoint  # noqa: E402
-from ganforge.train.rundir import read_jsonl  # noqa: E402
+from ganforge.training.checkpoint import CHECKPOINT_RE, list_checkpoints, load_checkpoint  # noqa: E402
+from ganforge.training.rundir import read_jsonl  # noqa: E402
 
 torch.set_num_threads(1)  # the checks are small; the CPUs are for the training processes
 PYTHON = sys.executable

@@ -28,8 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ganforge.config import resolve_config
 from ganforge.data import load_dataset
 from ganforge.tasks import GanTask, StepInputs
-from ganforge.train.loop import train
-from ganforge.train.rundir import read_jsonl
+from ganforge.training.loop import train
+from ganforge.training.rundir import read_jsonl
 
 
 def matmul_peak(n: int = 2048, seconds: float = 4.0, device: str = "cpu", dtype=torch.float32) -> float:

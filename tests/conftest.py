@@ -72,7 +72,7 @@ PYTHON = sys.executable
 def kill_after_checkpoints(cmd: list[str], out: Path, n: int = 2, timeout: float = 120) -> Path:
     """Start a `ganforge train` command writing to ``out``, SIGKILL it once ``n`` checkpoints exist (possibly
     in the middle of writing the next one) and return its run folder."""
-    from ganforge.train import checkpoint as ckpt
+    from ganforge.training import checkpoint as ckpt
 
     proc = subprocess.Popen(cmd + ["--out", str(out)], env=python_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -91,7 +91,7 @@ def kill_after_checkpoints(cmd: list[str], out: Path, n: int = 2, timeout: float
 def style_run(tmp_path_factory) -> Path:
     """A tiny class-conditional StyleGAN2 run (16 px, 4 steps), trained once for the tests that use it."""
     from ganforge.config import resolve_config
-    from ganforge.train.loop import train
+    from ganforge.training.loop import train
 
     root = tmp_path_factory.mktemp("style")
     data = make_class_folder(root / "data")

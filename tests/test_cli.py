@@ -1,5 +1,5 @@
 """The CLI as a user drives it: dry runs, config errors that name the field, dataset inspection, the
-train -> generate -> resume flow and the resume rules (train/resume.py). Startup time: test_cli_startup.py."""
+train -> generate -> resume flow and the resume rules (training/resume.py). Startup time: test_cli_startup.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from ganforge.cli import app
 from ganforge.cli.base import parse_seeds
 from ganforge.config import ConfigError, resolve_config
-from ganforge.train import resume
-from ganforge.train.rundir import read_jsonl
+from ganforge.training import resume
+from ganforge.training.rundir import read_jsonl
 
 runner = CliRunner()
 

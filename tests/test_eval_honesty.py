@@ -47,7 +47,7 @@ def noise_folder(root: Path, n: int = 12, size: int = 32, channels: int = 1, bad
 @pytest.fixture(scope="module")
 def dcgan_snapshot(tmp_path_factory) -> Path:
     from ganforge.config import resolve_config
-    from ganforge.train.loop import train
+    from ganforge.training.loop import train
 
     root = tmp_path_factory.mktemp("dcgan")
     cfg = resolve_config("dcgan-32", tiny_overrides(str(make_class_folder(root / "data", n_per_class=4)),

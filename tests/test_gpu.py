@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ganforge.config import resolve_config
-from ganforge.train import checkpoint as ckpt
-from ganforge.train.loop import train
-from ganforge.train.rundir import read_jsonl
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.loop import train
+from ganforge.training.rundir import read_jsonl
 from tests.conftest import tiny_overrides
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -24,11 +24,11 @@ from ganforge.config import resolve_config
 from ganforge.core import files
 from ganforge.core.snapshot import load_snapshot
 from ganforge.tasks.gan import GanTask
-from ganforge.train import checkpoint as ckpt
-from ganforge.train.guard import StopRequest, first_nonfinite
-from ganforge.train.loop import TrainingDiverged, train
-from ganforge.train.resume import resume_config
-from ganforge.train.rundir import read_jsonl
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.guard import StopRequest, first_nonfinite
+from ganforge.training.loop import TrainingDiverged, train
+from ganforge.training.resume import resume_config
+from ganforge.training.rundir import read_jsonl
 from tests.conftest import PYTHON, python_env, tiny_overrides
 
 
@@ -260,7 +260,7 @@ def test_disk_full_while_appending_stats_stops_cleanly(class_folder, tmp_path, m
     traceback, and no "stopped:" line)."""
     import builtins
 
-    from ganforge.train import rundir
+    from ganforge.training import rundir
 
     appends = {"n": 0}
 
@@ -280,7 +280,7 @@ def test_disk_full_while_appending_stats_stops_cleanly(class_folder, tmp_path, m
 
 
 def test_runlog_turns_enospc_into_a_clear_error(tmp_path, monkeypatch):
-    from ganforge.train import rundir
+    from ganforge.training import rundir
 
     log = rundir.RunLog(tmp_path)
 

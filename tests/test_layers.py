@@ -11,13 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "src" / "ganforge"
 
 # Lowest first. A module may import from its own layer or a lower one. The package facade (ganforge/__init__)
-# sits on top: it lazily imports train, infer and config for ganforge.train/.load/.resolve_config.
+# sits on top: it lazily imports training, infer and config for ganforge.train/.load/.resolve_config.
 LAYERS: list[set[str]] = [
     {"core"},
     {"config", "seeds"},
     {"data", "nets", "losses"},
     {"tasks"},
-    {"train", "infer"},
+    {"training", "infer"},
     {"metrics"},
     {"cli", "studio", "__main__", "__init__"},
 ]
@@ -84,5 +84,5 @@ def test_no_upward_imports(name):
 
 
 def test_the_walk_sees_the_package():
-    assert len(GRAPH) > 40 and "ganforge.train.loop" in GRAPH["ganforge.cli.train"] | {"ganforge.train.loop"}
-    assert "ganforge.tasks" in GRAPH["ganforge.train.loop"]
+    assert len(GRAPH) > 40 and "ganforge.training.loop" in GRAPH["ganforge.cli.train"] | {"ganforge.training.loop"}
+    assert "ganforge.tasks" in GRAPH["ganforge.training.loop"]

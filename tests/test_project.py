@@ -25,7 +25,7 @@ from ganforge.infer.project import (
     synthesize_projection,
 )
 from ganforge.metrics.judge import parse_features
-from ganforge.train.loop import train
+from ganforge.training.loop import train
 from tests.conftest import make_class_folder, tiny_overrides
 
 

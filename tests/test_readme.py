@@ -21,7 +21,7 @@ def python_blocks(text: str) -> list[str]:
 
 
 def test_readme_python_blocks_run_as_written(tmp_path):
-    from ganforge.train.loop import train
+    from ganforge.training.loop import train
 
     blocks = python_blocks((REPO / "README.md").read_text())
     assert blocks, "the README has no ```python block"

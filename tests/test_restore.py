@@ -18,9 +18,9 @@ from ganforge.cli import app
 from ganforge.config import resolve_config
 from ganforge.core.imageio import read_image, write_image
 from ganforge.infer.restore import RestorePipeline
-from ganforge.train import checkpoint as ckpt
-from ganforge.train.loop import train
-from ganforge.train.rundir import read_jsonl
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.loop import train
+from ganforge.training.rundir import read_jsonl
 from tests.conftest import PYTHON, kill_after_checkpoints, python_env
 
 skdata = pytest.importorskip("skimage.data")

@@ -15,9 +15,9 @@ import ganforge
 from ganforge.cli import app
 from ganforge.config import ConfigError, resolve_config
 from ganforge.core import snapshot as snap
-from ganforge.train import checkpoint as ckpt
-from ganforge.train.loop import train
-from ganforge.train.rundir import read_jsonl
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.loop import train
+from ganforge.training.rundir import read_jsonl
 from tests.conftest import PYTHON, kill_after_checkpoints, python_env, tiny_overrides
 
 # ADA target below any reachable r_t so that p must rise by batch * interval / (ada_kimg * 1000) = 0.16 per update.

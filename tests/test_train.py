@@ -13,9 +13,9 @@ import ganforge
 from ganforge.config import resolve_config
 from ganforge.core import files
 from ganforge.tasks.gan import GanTask
-from ganforge.train import checkpoint as ckpt
-from ganforge.train.loop import TrainingDiverged, train
-from ganforge.train.rundir import read_jsonl
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.loop import TrainingDiverged, train
+from ganforge.training.rundir import read_jsonl
 from tests.conftest import PYTHON, kill_after_checkpoints, python_env, tiny_overrides
 
 

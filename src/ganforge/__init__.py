@@ -31,7 +31,7 @@ def load(snapshot: str, device: str = "cpu") -> LoadedGenerator | Any:
 
 def train(config: TrainConfig, resume: str | None = None, progress: bool = True) -> Any:
     """Run the training loop for ``config`` (see ``resolve_config``); returns the run folder."""
-    from ganforge.train.loop import train as _train
+    from ganforge.training.loop import train as _train
 
     return _train(config, resume=resume, progress=progress)
 

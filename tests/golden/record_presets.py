@@ -64,7 +64,7 @@ def cases() -> dict[str, tuple[str, dict]]:
 
 def run_case(name: str, root: Path) -> list[dict]:
     from ganforge.config import deep_merge, resolve_config
-    from ganforge.train.loop import train
+    from ganforge.training.loop import train
 
     preset, extra = cases()[name]
     data = root / "data"

@@ -22,7 +22,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ganforge.config import ConfigError
     from ganforge.core.files import CheckpointError
     from ganforge.data import DatasetError
-    from ganforge.train.loop import TrainingDiverged
+    from ganforge.training.loop import TrainingDiverged
 
     return (ConfigError, DatasetError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError)
 

@@ -65,7 +65,7 @@ def train(
         overrides = {s: {k: v for k, v in f.items() if v is not None} for s, f in flags.items()}
         overrides = deep_merge({s: f for s, f in overrides.items() if f}, parse_set(set_ or []))
         if resume is not None:
-            from ganforge.train.resume import resume_config
+            from ganforge.training.resume import resume_config
 
             cfg = resume_config(resume, overrides, preset)
         else:
@@ -75,8 +75,8 @@ def train(
         if dry_run:
             typer.echo(cfg.to_json())
             return
-        from ganforge.train.loop import TrainingStopped
-        from ganforge.train.loop import train as run_training
+        from ganforge.training.loop import TrainingStopped
+        from ganforge.training.loop import train as run_training
 
         try:
             run_training(cfg, resume=resume, progress=progress)

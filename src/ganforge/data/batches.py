@@ -1,6 +1,6 @@
 """Training data as the loop sees it: an indexed set that turns a list of indices into a batch of tensors.
 
-The loop draws indices (a pure function of seed, rank and step, see train/loop.py ``EpochSampler``) and calls
+The loop draws indices (a pure function of seed, rank and step, see training/loop.py ``EpochSampler``) and calls
 ``fetch(idx, gen, device)``; every random choice a batch needs (flips, crops, the partner of an unpaired image,
 a degradation) comes from ``gen``, the step's generator, so resume and multi-process runs stay exact. What a
 batch holds is the task's business: ``{"image", "label"}`` for a GAN, ``{"input", "target"}`` for restoration,

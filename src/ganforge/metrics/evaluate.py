@@ -182,7 +182,7 @@ def evaluate_snapshot(snapshot: str | Path, data: str, metrics: Sequence[str] = 
     as in :func:`evaluate_sets` (the reference is ``data``)."""
     from ganforge.core.snapshot import resolve_snapshot, snapshot_hash
     from ganforge.infer.snapshot import load_generator
-    from ganforge.train.rundir import RunLog
+    from ganforge.training.rundir import RunLog
 
     metrics = parse_metrics(metrics, SNAPSHOT_METRICS)
     device = str(resolve_device(device))

@@ -1,4 +1,4 @@
-"""The task protocol: what the one training loop (train/loop.py) needs from a task, and nothing more.
+"""The task protocol: what the one training loop (training/loop.py) needs from a task, and nothing more.
 
 A task owns its named modules, their optimizers, which of them have an EMA copy, its phases, how its data
 becomes batches, its preview grid and which modules go into the snapshot. The loop runs phases and handles

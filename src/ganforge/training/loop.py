@@ -26,8 +26,8 @@ from ganforge.core.version import __version__
 from ganforge.data.batches import TrainData
 from ganforge.nets import net_name
 from ganforge.tasks import TASKS, StepInputs, Task
-from ganforge.train import checkpoint as ckpt
-from ganforge.train.dist import (
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.dist import (
     DistInfo,
     all_reduce_grads,
     all_reduce_mean,
@@ -38,10 +38,10 @@ from ganforge.train.dist import (
     shutdown_distributed,
     step_generator,
 )
-from ganforge.train.guard import StopRequest, first_nonfinite
-from ganforge.train.resume import config_changes
-from ganforge.train.rundir import RunLog, create_run_dir, truncate_stats
-from ganforge.train.stats import ProgressDisplay, StatsAccumulator, TensorBoardMirror
+from ganforge.training.guard import StopRequest, first_nonfinite
+from ganforge.training.resume import config_changes
+from ganforge.training.rundir import RunLog, create_run_dir, truncate_stats
+from ganforge.training.stats import ProgressDisplay, StatsAccumulator, TensorBoardMirror
 
 
 class TrainingStopped(KeyboardInterrupt):
