@@ -301,3 +301,40 @@ def test_snapshot_weights_carry_their_metadata(class_folder, tmp_path):
     (snap / "latest.json").write_text(json.dumps({**old, "step": 1, "kimg": 0.008}))  # the previous step's JSON
     meta = load_snapshot(snap / "latest")[1]
     assert meta["step"] == old["step"] == 4
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("dir", "is not a file"),
+    ("{not json", "is not valid JSON"),
+    ("[1, 2]", "holds a JSON list"),
+    ('{"model": {"arch": "dcgan", "g_width": -3}}', "model.g_width"),
+])
+def test_damaged_config_json_on_resume_names_the_file(class_folder, tmp_path, damage, message):
+    from typer.testing import CliRunner
+
+    from ganforge.cli import app
+
+    run = train(_cfg(class_folder, tmp_path, 0.016), progress=False)
+    cfg = run / "config.json"
+    cfg.unlink()
+    if damage == "dir":
+        cfg.mkdir()
+    else:
+        cfg.write_text(damage)
+    res = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 1 and message in res.output and "config.json" in res.output, res.output
+    assert "Traceback" not in res.output
+
+
+def test_config_json_edited_to_another_width_is_a_clear_error_on_resume(class_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from ganforge.cli import app
+
+    run = train(_cfg(class_folder, tmp_path, 0.016), progress=False)
+    saved = json.loads((run / "config.json").read_text())
+    saved["model"]["g_width"] = 16
+    (run / "config.json").write_text(json.dumps(saved))
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--kimg", "0.032"])
+    assert res.exit_code == 1 and "does not fit this run's G" in res.output and "config.json" in res.output
+    assert "Traceback" not in res.output

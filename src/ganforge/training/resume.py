@@ -9,7 +9,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ganforge.config import ConfigChange, ConfigError, TrainConfig, deep_merge, resolve_config
+from pydantic import ValidationError
+
+from ganforge.config import (
+    ConfigChange,
+    ConfigError,
+    TrainConfig,
+    deep_merge,
+    format_validation_error,
+    resolve_config,
+)
 
 # The fields (SECTION.FIELD) a resumed run may change. Everything else would change the math of the steps
 # already taken, so a resume refuses it; kimg extends the run. Add a field here to allow it.
@@ -26,7 +35,21 @@ def load_run_config(run: str | Path) -> TrainConfig:
     path = Path(run).expanduser() / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: --resume takes a run folder such as runs/00003-shapes-dcgan-32")
-    return TrainConfig.from_saved(json.loads(path.read_text()))
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file; a run folder's config.json is the config the run was started with: "
+                          "restore it from a backup, or start a new run")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ConfigError(f"{path} is not valid JSON ({exc}); was it edited? Restore it, or start a new run") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} holds a JSON {type(raw).__name__}, not a config object; restore it, or start a "
+                          "new run")
+    try:
+        return TrainConfig.from_saved(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is not a valid config (was it edited?):\n"
+                          f"{format_validation_error(exc).split(chr(10), 1)[1]}") from None
 
 
 def resume_config(run_folder: str | Path, overrides: dict[str, Any], preset: str | None = None) -> TrainConfig:
