@@ -338,3 +338,38 @@ def test_config_json_edited_to_another_width_is_a_clear_error_on_resume(class_fo
     res = CliRunner().invoke(app, ["train", "--resume", str(run), "--kimg", "0.032"])
     assert res.exit_code == 1 and "does not fit this run's G" in res.output and "config.json" in res.output
     assert "Traceback" not in res.output
+
+
+def test_eta_is_never_negative(capsys):
+    from rich.console import Console
+
+    from ganforge.training.stats import ProgressDisplay
+
+    display = ProgressDisplay(0.064, console=Console(file=io.StringIO(), force_terminal=False))
+    display.update({"kimg": 0.07, "timing/img_per_s": 100.0, "timing/sec_per_kimg": 10.0, "loss/D": 1.0})
+    err = capsys.readouterr().err
+    assert "ETA 0m00s" in err and "-" not in err.split("ETA")[1].split()[0]
+
+
+def test_checkpoint_without_a_module_is_a_clear_error_on_resume(class_folder, tmp_path):
+    run = train(_cfg(class_folder, tmp_path, 0.016), progress=False)
+    path = ckpt.list_checkpoints(run / "checkpoints")[-1][1]
+    state = ckpt.load_checkpoint(path)
+    del state["modules"]["G"]
+    torch.save(state, path)
+    with pytest.raises(files.CheckpointError, match=r"ckpt-000000002.pt has no weights for G \(it holds D, G_ema\)"):
+        train(_cfg(class_folder, tmp_path, 0.032), resume=run, progress=False)
+
+
+def test_the_issues_divergence_recipe_never_writes_nonfinite_state(class_folder, tmp_path):
+    """The fault trial's recipe: --loss wgan --lr 1 --set loss.gp_weight=10000 --set optim.beta2=0."""
+    cfg = _cfg(class_folder, tmp_path, 0.4, loss={"adversarial": "wgan", "gp_weight": 10000.0},
+               optim={"g_lr": 1.0, "d_lr": 1.0, "beta2": 0.0},
+               run={"checkpoint_every_kimg": 0.008, "snapshot_every_kimg": 0.008, "keep_checkpoints": 100})
+    with pytest.raises(TrainingDiverged):
+        train(cfg, progress=False)
+    run = next(tmp_path.glob("0*"))
+    for _, path in ckpt.list_checkpoints(run / "checkpoints"):
+        assert _all_finite(ckpt.load_checkpoint(path)), path
+    for meta in (run / "snapshots").glob("*.json"):
+        assert _all_finite(load_snapshot(meta)[0]), meta

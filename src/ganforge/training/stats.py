@@ -68,7 +68,7 @@ class ProgressDisplay:
             self._progress.update(self._task, completed=record["kimg"], kimg=record["kimg"],
                                   ips=record["timing/img_per_s"], losses=losses)
         else:
-            eta = (self.total_kimg - record["kimg"]) * record["timing/sec_per_kimg"]
+            eta = max(0.0, self.total_kimg - record["kimg"]) * record["timing/sec_per_kimg"]  # may end past it
             print(f"kimg {record['kimg']:9.3f}/{self.total_kimg:g}  {record['timing/img_per_s']:7.1f} img/s  "
                   f"ETA {_fmt_time(eta)}  {losses}", file=sys.stderr, flush=True)
 
