@@ -157,15 +157,30 @@ def test_ctrl_c_and_sigterm_stop_with_a_checkpoint(class_folder, tmp_path, sig):
 
 
 def test_second_signal_aborts_at_once():
-    stop = StopRequest().install()
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with SIGINT ignored
     try:
-        signal.raise_signal(signal.SIGINT)
-        assert stop.requested and stop.signal_name == "SIGINT"
-        with pytest.raises(KeyboardInterrupt):
+        stop = StopRequest().install()
+        try:
             signal.raise_signal(signal.SIGINT)
+            assert stop.requested and stop.signal_name == "SIGINT"
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        finally:
+            stop.restore()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_an_ignored_sigint_stays_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup / a background job
+    try:
+        stop = StopRequest().install()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == stop._handle
         stop.restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_resume_removes_stale_temp_files(class_folder, tmp_path):
@@ -301,6 +316,8 @@ def test_snapshot_weights_carry_their_metadata(class_folder, tmp_path):
     (snap / "latest.json").write_text(json.dumps({**old, "step": 1, "kimg": 0.008}))  # the previous step's JSON
     meta = load_snapshot(snap / "latest")[1]
     assert meta["step"] == old["step"] == 4
+    (snap / "latest.json").write_text(json.dumps({**old, "class_names": ["edited"]}))  # a user's edit is honoured
+    assert load_snapshot(snap / "latest")[1]["class_names"] == ["edited"]
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -373,3 +390,23 @@ def test_the_issues_divergence_recipe_never_writes_nonfinite_state(class_folder,
         assert _all_finite(ckpt.load_checkpoint(path)), path
     for meta in (run / "snapshots").glob("*.json"):
         assert _all_finite(load_snapshot(meta)[0]), meta
+
+
+def test_library_resume_refuses_math_changes_too(class_folder, tmp_path):
+    """The CLI goes through resume_config; a Python caller of train(cfg, resume=...) gets the same rule."""
+    from ganforge.config import ConfigError
+
+    run = train(_cfg(class_folder, tmp_path, 0.016), progress=False)
+    with pytest.raises(ConfigError, match="cannot change optim.batch"):
+        train(_cfg(class_folder, tmp_path, 0.032, optim={"batch": 4}), resume=run, progress=False)
+    with pytest.raises(ConfigError, match="cannot change run.seed"):
+        train(_cfg(class_folder, tmp_path, 0.032, run={"seed": 9}), resume=run, progress=False)
+
+
+def test_change_history_comes_from_the_checkpoint(class_folder, tmp_path):
+    run = train(_cfg(class_folder, tmp_path, 0.016), progress=False)
+    # A resume that changes the lr but writes no checkpoint (nothing to do) must not leave the change on record.
+    train(_cfg(class_folder, tmp_path, 0.016, optim={"g_lr": 1e-4}), resume=run, progress=False)
+    train(_cfg(class_folder, tmp_path, 0.032), resume=run, progress=False)
+    changes = json.loads((run / "config.json").read_text())["changes"]
+    assert [c["field"] for c in changes] == ["run.kimg"]

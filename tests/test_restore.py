@@ -156,3 +156,22 @@ def test_apply_cli_file_and_folder(denoiser, tmp_path):
     assert np.asarray(Image.open(tmp_path / "out" / "sub.png")).shape == (50, 60)
     res = CliRunner().invoke(app, ["apply", str(denoiser), str(tmp_path / "nothing"), "-o", str(tmp_path / "x")])
     assert res.exit_code == 1 and "no such file or folder" in res.output
+
+
+def test_restore_refuses_inputs_with_other_channels(photos, tmp_path):
+    cfg = resolve_config("denoise-25", {"data": {"source": str(photos), "resolution": 24, "derive": "gray:1"},
+                                        "model": {"width": 8, "depth": 3}, "run": {"out": str(tmp_path)}})
+    with pytest.raises(ValueError, match="inputs have 1 channel"):
+        train(cfg, progress=False)
+
+
+def test_restore_preview_does_not_touch_batchnorm_statistics(photos, tmp_path):
+    from ganforge.tasks.restore import RestoreTask
+
+    cfg = resolve_config("denoise-25", {"data": {"source": str(photos), "resolution": 24},
+                                        "model": {"width": 8, "depth": 3, "batch_norm": True}})
+    data = RestoreTask.load_data(cfg.data, torch.device("cpu"))
+    task = RestoreTask.from_data(cfg.model, cfg.loss, cfg.optim, 24, data)
+    before = {k: v.clone() for k, v in task.net.state_dict().items()}
+    task.preview(4, torch.device("cpu"))
+    assert all(torch.equal(v, task.net.state_dict()[k]) for k, v in before.items()) and task.net.training

@@ -68,8 +68,12 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]],
         raise CheckpointError(f"snapshot weights {weights} are unreadable ({type(exc).__name__}: {str(exc)[:200]}); "
                               "it is not a safetensors file written by ganforge, or it is damaged: copy it again "
                               "from the run's snapshots/ folder") from exc
-    if embedded is not None:  # authoritative: written in the same atomic file as the weights
-        meta = check_snapshot_meta(_parse(embedded, weights), weights)
+    if embedded is not None:
+        # The JSON is what a user reads and may edit (class names, notes), so it is honoured, unless it belongs to
+        # another write than the weights (a kill between the two renames): then the weights' own copy is used.
+        inner = check_snapshot_meta(_parse(embedded, weights), weights)
+        if any(inner.get(k) != meta.get(k) for k in ("step", "modules", "task", "pipeline")):
+            meta = inner
     if meta["format"] == SNAPSHOT_V1:
         return _v1_to_v2(meta, flat)[::-1]
     modules: dict[str, dict[str, torch.Tensor]] = {m: {} for m in meta["modules"]}

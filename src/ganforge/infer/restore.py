@@ -55,6 +55,11 @@ class RestorePipeline:
             raise ValueError(f"expected [H, W] or [H, W, C] uint8/uint16 pixels with C = 1 or 3, got {img.dtype} "
                              f"{list(pixels.shape)}")
         overlap = max(4 * self.radius, overlap or 0)
+        if overlap >= tile:
+            if max(img.shape[:2]) > tile:
+                raise ValueError(f"--tile {tile} is too small for this model: tiles must overlap by {overlap} px "
+                                 f"(4x its receptive-field radius); use --tile {2 * overlap} or more")
+            overlap = tile - 1  # one tile covers the image: the overlap is never used
         fn: Callable[[Tensor], Tensor] = self._model
         if img.shape[2] == 1 and self.channels == 3:
             def fn(t: Tensor) -> Tensor:
@@ -62,7 +67,8 @@ class RestorePipeline:
         elif img.shape[2] == 3 and self.channels == 1:
             def fn(t: Tensor) -> Tensor:
                 n = t.shape[0]
-                return self._model(t.reshape(n * 3, 1, *t.shape[2:])).reshape(n, 3, *t.shape[2:])
+                y = self._model(t.reshape(n * 3, 1, *t.shape[2:]))
+                return y.reshape(n, 3, *y.shape[2:])
         h, w, c = img.shape
         out = np.empty((h * self.scale, w * self.scale, c), img.dtype)  # written strip by strip by the runner
         run_tiled(fn, img.transpose(2, 0, 1), tile=tile, overlap=overlap, scale=self.scale, margin=self.radius,

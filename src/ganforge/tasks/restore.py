@@ -54,6 +54,11 @@ class RestoreTask:
     @classmethod
     def from_data(cls, model: ResCNNModel, loss: RestoreLoss, optim: OptimConfig, resolution: int,
                   data: TrainData) -> RestoreTask:
+        c_in = getattr(data, "input_channels", data.channels)
+        if c_in != data.channels:
+            raise ValueError(f"the data's inputs have {c_in} channel(s) and its targets {data.channels}, but "
+                             f"model.arch={model.arch!r} keeps the channel count; use inputs and targets "
+                             "with the same channel count (e.g. derive gray rather than gray:1, or data.channels)")
         if getattr(data, "scale", 1) != 1:
             raise ValueError(f"the data's input is {data.scale}x smaller than its target, but model.arch="
                              f"{model.arch!r} keeps the image size; use same-size pairs or a non-scaling derive "
@@ -82,8 +87,11 @@ class RestoreTask:
         """Rows of input | output | target for the fixed preview patches."""
         net = self.modules[self.snapshot_modules["net"]]
         y, x = self.preview_batch["input"][:n].to(device), self.preview_batch["target"][:n].to(device)
+        was_training = net.training
+        net.eval()  # BatchNorm: use the running statistics, and do not update them with the preview
         with torch.no_grad():
             out = net(y).clamp(-1, 1)
+        net.train(was_training)
         if y.shape[-1] != x.shape[-1]:  # a smaller input (super-resolution) is shown enlarged
             y = F.interpolate(y, size=x.shape[-2:], mode="nearest")
         rows = torch.stack([y, out, x], dim=1).flatten(0, 1)                              # [3n, C, H, W]

@@ -134,7 +134,10 @@ def init_weights(source: str | Path, arch: str, modules: dict[str, torch.nn.Modu
         state = None
     if state is not None:
         src_arch = json.loads(state.get("config_json", "{}")).get("model", {}).get("arch")
-        sources = checkpoint_modules(state)
+        sources = dict(checkpoint_modules(state))
+        for copy_name, source_name in ema.items():  # a source run without an EMA copy: start the copy from it
+            if copy_name not in sources and source_name in sources:
+                sources[copy_name] = sources[source_name]
     else:
         tensors, meta = load_snapshot(p)
         src_arch = meta.get("arch")

@@ -36,7 +36,8 @@ def init_distributed(device_type: str) -> DistInfo:
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     owns = not torch_dist.is_initialized()
     if owns:
-        backend = "nccl" if device_type == "cuda" else "gloo"
+        # On CUDA, NCCL for the gradients and gloo for the small CPU tensors (stats, stop flags, sync checks).
+        backend = "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             if local_rank >= torch.cuda.device_count():
                 raise RuntimeError(

@@ -58,6 +58,8 @@ class StopRequest:
     def install(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
+                if signal.getsignal(s) is signal.SIG_IGN:  # nohup or a background job: keep ignoring it
+                    continue
                 self._old[s] = signal.signal(s, self._handle)
         return self
 

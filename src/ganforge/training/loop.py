@@ -9,6 +9,7 @@ EMA copy, which optimizer trains which, and which go into the snapshot. Read it 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganforge.config import TrainConfig
+from ganforge.config import ConfigError, TrainConfig
 from ganforge.core import files
 from ganforge.core import snapshot as snap
 from ganforge.core.device import resolve_device
@@ -39,7 +40,7 @@ from ganforge.training.dist import (
     step_generator,
 )
 from ganforge.training.guard import StopRequest, first_nonfinite
-from ganforge.training.resume import config_changes
+from ganforge.training.resume import RESUME_CHANGEABLE, config_changes
 from ganforge.training.rundir import RunLog, create_run_dir, truncate_stats
 from ganforge.training.stats import ProgressDisplay, StatsAccumulator, TensorBoardMirror
 
@@ -147,11 +148,22 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             opt.load_state_dict(opt_states[name])
             for g, h in zip(opt.param_groups, hyper, strict=True):
                 g.update(h)
-            scalers[name].load_state_dict(scaler_states[name])
+            if scaler_states.get(name):  # a scaler that was disabled (no fp16) saved {}; a new device may enable it
+                scalers[name].load_state_dict(scaler_states[name])
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
         task.load_extra_state(state.get("task", {}))
+        # The history comes from the checkpoint (config.json may be newer than it, after a resume that was killed
+        # before its first checkpoint); only RESUME_CHANGEABLE fields may differ, whoever calls train().
+        saved = TrainConfig.from_saved(json.loads(state["config_json"])) if state.get("config_json") else cfg
         changes = config_changes(state.get("config_json"), cfg, step)
-        cfg = cfg.model_copy(update={"changes": [*cfg.changes, *changes]})
+        # Besides RESUME_CHANGEABLE, the library lets the run section's bookkeeping differ (out, intervals, amp,
+        # tensorboard): it does not change the math. The seed does.
+        refused = sorted(c.field for c in changes if c.field not in RESUME_CHANGEABLE
+                         and not (c.field.startswith("run.") and c.field != "run.seed"))
+        if refused:
+            raise ConfigError(f"--resume continues {run.name} with its own config; cannot change "
+                              f"{', '.join(refused)} (changeable: {', '.join(RESUME_CHANGEABLE)})")
+        cfg = cfg.model_copy(update={"changes": [*saved.changes, *changes]})
         if data.fingerprint() != state["dataset_fingerprint"]:
             raise ValueError(f"the data at {cfg.data.source} changed since this run started (fingerprint "
                              f"{data.fingerprint()} != {state['dataset_fingerprint']}); exact resume needs the "
@@ -212,7 +224,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         return f"the last good checkpoint is {last[-1][1]} (continue with --resume {run})" if last else \
             "no checkpoint was written yet (start the run again)"
 
-    def write_checkpoint_and_snapshot(nimg: int, snapshot: bool, checkpoint: bool, elapsed: float) -> None:
+    def write_checkpoint_and_snapshot(nimg: int, snapshot: bool, checkpoint: bool, elapsed: float,
+                                      tick_sums: dict[str, float]) -> None:
         bad = first_nonfinite(task.modules, opts)
         if bad:
             raise TrainingDiverged(f"{bad} became non-finite at step {step}; not writing a checkpoint or snapshot, "
@@ -226,7 +239,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             state = {"format": 2, "task": task.extra_state(), "step": step, "elapsed_s": elapsed,
                      "dataset_fingerprint": data.fingerprint(), "config_json": cfg.to_json(),
                      "ganforge_version": __version__, "torch_rng": torch.get_rng_state(),
-                     "tick": {"sums": dict(acc.sums), "counts": dict(acc.counts), "start_step": tick_start_step},
+                     "tick": {"sums": tick_sums, "counts": dict(acc.counts), "start_step": tick_start_step},
                      "modules": {name: m.state_dict() for name, m in task.modules.items()},
                      "optimizers": {name: opt.state_dict() for name, opt in opts.items()},
                      "scalers": {name: sc.state_dict() for name, sc in scalers.items()}}
@@ -357,15 +370,18 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             if dist.is_main and (step % sample_every == 0 or done):
                 write_samples(f"{step:09d}")
             want_snap, want_ckpt = step % snap_every == 0 or done, step % ckpt_every == 0 or done
+            # The tick in progress, averaged over ranks like a tick record (every rank adds the same counts).
+            tick_sums = all_reduce_mean(dict(acc.sums), dist) if want_ckpt else {}
             if dist.is_main and (want_snap or want_ckpt):
                 write_checkpoint_and_snapshot(nimg, want_snap, want_ckpt,
-                                              elapsed_before + time.perf_counter() - t_start)
+                                              elapsed_before + time.perf_counter() - t_start, tick_sums)
             if want_snap or want_ckpt:
                 barrier(dist)
             if done:
                 break
     except files.CheckpointError as exc:  # disk full while writing: say what is left and what to do
-        message = f"{exc} {last_checkpoint().capitalize()}."
+        where = last_checkpoint()
+        message = f"{exc} {where[:1].upper()}{where[1:]}."
         if dist.is_main:
             with contextlib.suppress(OSError, files.CheckpointError):  # the log may be on the full disk too
                 log.log(f"stopped: {message}")

@@ -73,7 +73,7 @@ def config_changes(saved_json: str | None, cfg: TrainConfig, step: int) -> list[
     old = _leaves(TrainConfig.from_saved(json.loads(saved_json)).model_dump(mode="json"))
     new = _leaves(cfg.model_dump(mode="json"))
     return [ConfigChange(step=step, field=k, old=old.get(k), new=v) for k, v in new.items()
-            if k != "changes" and old.get(k) != v]
+            if k not in ("changes", "preset") and old.get(k) != v]
 
 
 def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
