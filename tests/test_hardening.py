@@ -410,3 +410,14 @@ def test_change_history_comes_from_the_checkpoint(class_folder, tmp_path):
     train(_cfg(class_folder, tmp_path, 0.032), resume=run, progress=False)
     changes = json.loads((run / "config.json").read_text())["changes"]
     assert [c["field"] for c in changes] == ["run.kimg"]
+
+
+def test_pruning_never_keeps_a_damaged_newer_checkpoint_over_good_ones(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for step in (100, 150):
+        ckpt.save_checkpoint(folder, step, {"step": step}, keep=5)
+    ckpt.checkpoint_path(folder, 200).write_bytes(b"damaged by a disk error")
+    assert ckpt.load_latest_checkpoint(folder, warn=lambda m: None)[0].name == "ckpt-000000150.pt"
+    ckpt.save_checkpoint(folder, 175, {"step": 175}, keep=1)  # resumed from 150, keep_checkpoints=1
+    assert [s for s, _ in ckpt.list_checkpoints(folder)] == [175]
+    assert ckpt.load_latest_checkpoint(folder)[1]["step"] == 175

@@ -40,12 +40,16 @@ def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    """Write ``state`` atomically as ``ckpt-<step>.pt`` and delete all but the newest ``keep``."""
+    """Write ``state`` atomically as ``ckpt-<step>.pt`` and delete all but the newest ``keep`` up to ``step``.
+    Files of later steps are left from before a resume that fell back past them (they were unreadable) and are
+    deleted too: counting them as "newest" would prune the good ones."""
     buf = io.BytesIO()
     torch.save(state, buf)
     path = checkpoint_path(folder, step)
     atomic_write_bytes(path, buf.getvalue())
-    for _, old in list_checkpoints(folder)[:-keep]:
+    existing = list_checkpoints(folder)
+    obsolete = [p for s, p in existing if s > step] + [p for s, p in existing if s <= step][:-keep]
+    for old in obsolete:
         old.unlink(missing_ok=True)
     return path
 

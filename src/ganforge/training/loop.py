@@ -32,7 +32,6 @@ from ganforge.training.dist import (
     DistInfo,
     all_reduce_grads,
     all_reduce_mean,
-    barrier,
     broadcast_module,
     init_distributed,
     params_in_sync,
@@ -224,12 +223,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         return f"the last good checkpoint is {last[-1][1]} (continue with --resume {run})" if last else \
             "no checkpoint was written yet (start the run again)"
 
+    def agree(failed: bool) -> bool:
+        """True when any process failed: every rank takes the same branch, so none waits forever for another."""
+        return failed if dist.world_size == 1 else all_reduce_mean({"failed": float(failed)}, dist)["failed"] > 0
+
     def write_checkpoint_and_snapshot(nimg: int, snapshot: bool, checkpoint: bool, elapsed: float,
                                       tick_sums: dict[str, float]) -> None:
-        bad = first_nonfinite(task.modules, opts)
-        if bad:
-            raise TrainingDiverged(f"{bad} became non-finite at step {step}; not writing a checkpoint or snapshot, "
-                                   f"{last_checkpoint()}. {task.divergence_hint}.")
         if snapshot:
             meta = _snapshot_meta(cfg, task, data, step, nimg)
             weights = {s: task.modules[m].state_dict() for s, m in task.snapshot_modules.items()}
@@ -295,9 +294,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                     with autocast:
                         losses = phase.loss(part)
                     loss = losses["loss"]
-                    if not torch.isfinite(loss):
+                    if agree(not bool(torch.isfinite(loss))):  # one rank's NaN stops them all
+                        value = loss.item() if not torch.isfinite(loss) else "non-finite on another process"
                         raise TrainingDiverged(
-                            f"{phase.name} loss is {loss.item()} at step {step} ({step * oc.batch / 1000:.3f} "
+                            f"{phase.name} loss is {value} at step {step} ({step * oc.batch / 1000:.3f} "
                             f"kimg); {last_checkpoint()}. {task.divergence_hint}; a resumed run may change "
                             f"learning rates and loss weights (--lr, --set optim.*_lr=..., --set loss.*=...).")
                     scaler.scale(loss / accum).backward()
@@ -372,11 +372,23 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             want_snap, want_ckpt = step % snap_every == 0 or done, step % ckpt_every == 0 or done
             # The tick in progress, averaged over ranks like a tick record (every rank adds the same counts).
             tick_sums = all_reduce_mean(dict(acc.sums), dist) if want_ckpt else {}
-            if dist.is_main and (want_snap or want_ckpt):
-                write_checkpoint_and_snapshot(nimg, want_snap, want_ckpt,
-                                              elapsed_before + time.perf_counter() - t_start, tick_sums)
             if want_snap or want_ckpt:
-                barrier(dist)
+                # Every rank checks its state (BatchNorm statistics are per rank) before anything is written.
+                bad = first_nonfinite(task.modules, opts)
+                if agree(bad is not None):
+                    raise TrainingDiverged(f"{bad or 'the state of another process'} became non-finite at step "
+                                           f"{step}; not writing a checkpoint or snapshot, {last_checkpoint()}. "
+                                           f"{task.divergence_hint}.")
+                write_error = None
+                if dist.is_main:
+                    try:
+                        write_checkpoint_and_snapshot(nimg, want_snap, want_ckpt,
+                                                      elapsed_before + time.perf_counter() - t_start, tick_sums)
+                    except files.CheckpointError as exc:
+                        write_error = exc
+                if agree(write_error is not None):  # in place of a barrier: the others learn of a failed write
+                    raise write_error or files.CheckpointError("process 0 could not write the checkpoint (its "
+                                                               "message says why)")
             if done:
                 break
     except files.CheckpointError as exc:  # disk full while writing: say what is left and what to do
