@@ -126,8 +126,11 @@ def test_stats_after_resume_equal_uninterrupted_line_for_line(class_folder, tmp_
 
 
 def _start(cmd: list[str], out: Path) -> tuple[subprocess.Popen, Path]:
+    # A test run in the background (or by a CI runner) may start with SIGINT ignored, which the child would keep
+    # ignoring (as it should); give it the terminal's default so Ctrl-C is what a user's Ctrl-C is.
     proc = subprocess.Popen(cmd + ["--out", str(out)], env=python_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:
         runs = list(out.glob("0*"))
