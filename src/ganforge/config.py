@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import numbers
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -117,13 +118,24 @@ class ResCNNModel(_Strict):
     batch_norm: bool = Field(True, description="BN after the hidden convs (DnCNN)")
 
 
+class SRResNetModel(_Strict):
+    """MSRResNet (BasicSR's SRResNet without BN, Ledig et al. 2017 / Wang et al. 2018): super-resolution by
+    pixel shuffle, residual over bilinear upsampling."""
+    arch: Literal["srresnet"] = "srresnet"
+    width: int = Field(64, ge=1, le=1024, description="channels of the residual blocks (BasicSR num_feat)")
+    blocks: int = Field(16, ge=0, le=100, description="residual blocks without BN (MSRResNet: 16)")
+    scale: Literal[2, 3, 4] = Field(4, description="upscaling factor; must match the data (derive downscale:S or "
+                                                   "lq/gt sizes)")
+
+
 # One class per architecture: a field that the chosen architecture lacks is an error that names it.
-ModelConfig = Annotated[DcganModel | SnganModel | StyleGAN2Model | ResCNNModel, Field(discriminator="arch")]
+ModelConfig = Annotated[DcganModel | SnganModel | StyleGAN2Model | ResCNNModel | SRResNetModel,
+                        Field(discriminator="arch")]
 
 # The tasks (tasks/__init__.py has the classes) and the architectures each can train; the first is the default.
 TASK_ARCHS: dict[str, tuple[str, ...]] = {
     "gan": ("dcgan", "sngan", "stylegan2"),
-    "restore": ("rescnn",),
+    "restore": ("rescnn", "srresnet"),
 }
 
 
@@ -267,6 +279,8 @@ class TrainConfig(_Strict):
             raise ValueError(f"loss.task={self.loss.task!r} but the run's task is {self.task!r}")
         if self.task == "gan":
             self._gan_checks()
+        if self.task == "restore":
+            self._restore_checks()
         per = self.optim.batch_per_device
         if per is not None and self.optim.batch % per:
             raise ValueError(f"optim.batch={self.optim.batch} must be a multiple of optim.batch_per_device={per}")
@@ -288,6 +302,24 @@ class TrainConfig(_Strict):
         if self.loss.ada and self.loss.diffaugment:
             raise ValueError("loss.ada and loss.diffaugment are alternatives: set only one of them")
 
+    def _restore_checks(self) -> None:
+        # A derived input is S times smaller for downscale:S and the target's size for every other derive; the
+        # network must upscale by exactly that. (lq/gt folders are checked by RestoreTask.from_data.)
+        model_scale = getattr(self.model, "scale", 1)
+        if self.data.resolution % model_scale:
+            raise ValueError(f"data.resolution={self.data.resolution} (the target patch) must be a multiple of "
+                             f"model.scale={model_scale}")
+        if not self.data.derive:
+            return
+        match = re.fullmatch(r"downscale:(\d+)", self.data.derive.strip())
+        data_scale = int(match.group(1)) if match else 1
+        if data_scale == model_scale:
+            return
+        fix = (f"use model.arch='srresnet' with model.scale={data_scale}" if model_scale == 1 else
+               f"make them match, e.g. data.derive='downscale:{model_scale}'")
+        raise ValueError(f"data.derive={self.data.derive!r} makes inputs {data_scale}x smaller than the target, but "
+                         f"model.scale={model_scale} (model.arch={self.model.arch!r}); {fix}")
+
     def r1_gamma_value(self) -> float:
         """R1 weight with 'auto' resolved (GAN task only); see ``GanLoss.r1_gamma_value``."""
         return self.loss.r1_gamma_value(self.data.resolution, self.optim.batch)
@@ -308,7 +340,8 @@ class TrainConfig(_Strict):
 
 
 _MODEL_CLASSES: dict[str, type[_Strict]] = {
-    "dcgan": DcganModel, "sngan": SnganModel, "stylegan2": StyleGAN2Model, "rescnn": ResCNNModel}
+    "dcgan": DcganModel, "sngan": SnganModel, "stylegan2": StyleGAN2Model, "rescnn": ResCNNModel,
+    "srresnet": SRResNetModel}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -365,6 +398,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                        loss=dict(pixel="l1"),
                        optim=dict(g_lr=1e-3, beta1=0.9, beta2=0.999, batch=16, ema_kimg=0.0),
                        run=dict(kimg=50.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
+    # Super-resolution x4 (task "restore"): MSRResNet trained with L1 on 64 px target patches (16 px inputs) made
+    # by bicubic downscaling of any image folder; Adam(2e-4, 0.9, 0.99) as BasicSR's MSRResNet. Width 32 and 6
+    # blocks (BasicSR: 64 and 16) so that it trains on a CPU.
+    "srresnet-x4": dict(task="restore", data=dict(resolution=64, derive="downscale:4", xflip=True),
+                        model=dict(arch="srresnet", width=32, blocks=6, scale=4),
+                        loss=dict(pixel="l1"),
+                        optim=dict(g_lr=2e-4, beta1=0.9, beta2=0.99, batch=16, ema_kimg=0.0),
+                        run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
 }
 
 

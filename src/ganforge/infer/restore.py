@@ -1,4 +1,4 @@
-"""The "restore" pipeline: apply a restoration snapshot (denoiser, ...) to images of any size, tiled.
+"""The "restore" pipeline: apply a restoration snapshot (denoiser, upscaler, ...) to images of any size, tiled.
 
 Pixels go in and come out at the file's own depth (8 or 16 bit), gray or RGB; alpha is passed through
 untouched. A gray image through an RGB model is replicated to RGB and averaged back; an RGB image through a
@@ -21,7 +21,8 @@ from ganforge.infer.tiles import run_tiled
 
 
 class RestorePipeline:
-    """``pipe(pixels)`` restores [H, W, C] uint8/uint16 (C = 1 or 3) and returns the same shape and dtype."""
+    """``pipe(pixels)`` restores [H, W, C] uint8/uint16 (C = 1 or 3) and returns [H*s, W*s, C] of the same dtype,
+    s = the snapshot's scale (1 for denoisers, 2/3/4 for super-resolution)."""
 
     def __init__(self, net: nn.Module, meta: dict[str, Any], device: torch.device):
         self.net, self.meta, self.device = net, meta, device

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganforge.nets import classifier, dcgan, rescnn, sngan, stylegan2
+from ganforge.nets import classifier, dcgan, rescnn, sngan, srresnet, stylegan2
 from ganforge.nets.layers import resolution_plan
 
 __all__ = ["DISCRIMINATORS", "GENERATORS", "NETS", "build_discriminator", "build_generator", "build_net",
@@ -22,6 +22,7 @@ NETS: dict[str, type[nn.Module]] = {
     "stylegan2.G": stylegan2.Generator,
     "stylegan2.D": stylegan2.Discriminator,
     "rescnn": rescnn.ResCNN,
+    "srresnet": srresnet.MSRResNet,
     "classifier": classifier.Classifier,
 }
 

@@ -1,9 +1,10 @@
-"""The restoration task: one network maps a degraded image to a clean one (denoising first; super-resolution,
+"""The restoration task: one network maps a degraded image to a clean one (denoising, super-resolution;
 deblurring and deraining grow from here).
 
-Module "net" (nets/rescnn.py, DnCNN-style) and, with ``optim.ema_kimg > 0``, its EMA copy "net_ema"; no
-discriminator. A batch is {"input", "target"} from ``data.pairs``: lq/ + gt/ or A/ + B/ folders, or any image
-folder with a derived degradation (``data.derive``, e.g. noise:gaussian:25) applied on the fly to random patches.
+Module "net" (nets/rescnn.py, DnCNN-style, same size; nets/srresnet.py, MSRResNet, x2/x3/x4) and, with
+``optim.ema_kimg > 0``, its EMA copy "net_ema"; no discriminator. A batch is {"input", "target"} from
+``data.pairs``: lq/ + gt/ or A/ + B/ folders, or any image folder with a derived degradation (``data.derive``, e.g.
+noise:gaussian:25 or downscale:4) applied on the fly to random patches. The input may be model.scale times smaller.
 
     net    every step: pixel loss (L1 or L2) between net(input) and target (PSNR-oriented training)
 """
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganforge.config import DataConfig, OptimConfig, ResCNNModel, RestoreLoss
+from ganforge.config import DataConfig, OptimConfig, ResCNNModel, RestoreLoss, SRResNetModel
 from ganforge.core.grid import to_uint8
 from ganforge.data.batches import TrainData
 from ganforge.data.pairs import load_pairs
@@ -28,17 +29,28 @@ from ganforge.tasks.base import Phase, StepInputs, adam
 
 PREVIEW_SEED = 12345  # the preview's patches and degradations are fixed for the whole run
 
+RestoreModel = ResCNNModel | SRResNetModel
+
+
+def build_restorer(model: RestoreModel, channels: int) -> nn.Module:
+    """The network of ``model.arch`` (config.TASK_ARCHS["restore"]) with its constructor kwargs from the config."""
+    if model.arch == "rescnn":
+        return build_net("rescnn", channels=channels, width=model.width, depth=model.depth,
+                         batch_norm=model.batch_norm)
+    if model.arch == "srresnet":
+        return build_net("srresnet", channels=channels, width=model.width, blocks=model.blocks, scale=model.scale)
+    raise ValueError(f"model.arch={model.arch!r} is not a restoration network; valid: rescnn, srresnet")
+
 
 class RestoreTask:
     name: ClassVar[str] = "restore"
     pipeline: ClassVar[str] = "restore"
     divergence_hint: ClassVar[str] = "Try a lower learning rate (optim.g_lr) or the L1 loss (loss.pixel=l1)"
 
-    def __init__(self, model: ResCNNModel, loss: RestoreLoss, optim: OptimConfig, channels: int,
+    def __init__(self, model: RestoreModel, loss: RestoreLoss, optim: OptimConfig, channels: int,
                  preview_batch: dict[str, Tensor] | None = None):
         self.model, self.loss = model, loss
-        self.net = build_net("rescnn", channels=channels, width=model.width, depth=model.depth,
-                             batch_norm=model.batch_norm)
+        self.net = build_restorer(model, channels)
         self.modules: dict[str, nn.Module] = {"net": self.net}
         self.ema: dict[str, str] = {}
         self.snapshot_modules = {"net": "net"}
@@ -52,17 +64,21 @@ class RestoreTask:
         self.pixel: Callable[[Tensor, Tensor], Tensor] = F.l1_loss if loss.pixel == "l1" else F.mse_loss
 
     @classmethod
-    def from_data(cls, model: ResCNNModel, loss: RestoreLoss, optim: OptimConfig, resolution: int,
+    def from_data(cls, model: RestoreModel, loss: RestoreLoss, optim: OptimConfig, resolution: int,
                   data: TrainData) -> RestoreTask:
         c_in = getattr(data, "input_channels", data.channels)
         if c_in != data.channels:
             raise ValueError(f"the data's inputs have {c_in} channel(s) and its targets {data.channels}, but "
                              f"model.arch={model.arch!r} keeps the channel count; use inputs and targets "
                              "with the same channel count (e.g. derive gray rather than gray:1, or data.channels)")
-        if getattr(data, "scale", 1) != 1:
-            raise ValueError(f"the data's input is {data.scale}x smaller than its target, but model.arch="
+        data_scale, model_scale = getattr(data, "scale", 1), getattr(model, "scale", 1)
+        if data_scale != model_scale and model_scale == 1:
+            raise ValueError(f"the data's input is {data_scale}x smaller than its target, but model.arch="
                              f"{model.arch!r} keeps the image size; use same-size pairs or a non-scaling derive "
-                             "(noise, gray, edges)")
+                             f"(noise, gray, edges), or model.arch='srresnet' with model.scale={data_scale}")
+        if data_scale != model_scale:
+            raise ValueError(f"the data's input is {data_scale}x smaller than its target (data.scale={data_scale}), "
+                             f"but model.scale={model_scale}; set model.scale={data_scale} or use data of that scale")
         n = min(8, len(data))
         batch = data.fetch(np.arange(n), torch.Generator().manual_seed(PREVIEW_SEED), torch.device("cpu"))
         return cls(model, loss, optim, data.channels, batch)
@@ -98,7 +114,7 @@ class RestoreTask:
         return to_uint8(rows), 3
 
     def snapshot_meta(self) -> dict[str, Any]:
-        return {"scale": 1, "receptive_field": self.net.receptive_field}
+        return {"scale": getattr(self.model, "scale", 1), "receptive_field": self.net.receptive_field}
 
     def after_step(self, batch: int, reduce: Callable[[dict[str, float]], dict[str, float]]) -> None:
         pass
