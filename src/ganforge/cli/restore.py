@@ -14,19 +14,27 @@ if TYPE_CHECKING:
     from ganforge.infer.restore import RestorePipeline
 
 
+# The options apply and upscale share (one image-to-image path, one set of flags).
+Source = Annotated[Path, typer.Argument(help="an image file, or a folder (searched recursively)")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="output file (format from its suffix: png, tif, jpg, webp), "
+                                                       "or a folder for a folder input")]
+Tile = Annotated[int, typer.Option(min=32, max=8192, help="tile size in input pixels; memory follows the tile, not "
+                                                          "the image")]
+Overlap = Annotated[int | None, typer.Option(min=0, max=1024, help="tile overlap \\[default: the model's receptive "
+                                                                   "field]")]
+Ext = Annotated[str | None, typer.Option(help="folder mode: output suffix, e.g. png \\[default: keep each input's]")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+
+
 @app.command()
 def apply(
     snapshot: Annotated[str, typer.Argument(help="snapshot path or run folder of an image-to-image model")],
-    source: Annotated[Path, typer.Argument(help="an image file, or a folder (searched recursively)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output file (format from its suffix: png, tif, jpg, "
-                                                           "webp), or a folder for a folder input")],
-    tile: Annotated[int, typer.Option(min=32, max=8192, help="tile size in pixels; memory follows the tile, "
-                                                              "not the image")] = 512,
-    overlap: Annotated[int | None, typer.Option(min=0, max=1024, help="tile overlap \\[default: the model's "
-                                                                        "receptive field]")] = None,
-    ext: Annotated[str | None, typer.Option(help="folder mode: output suffix, e.g. png \\[default: keep each "
-                                                 "input's]")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "cpu",
+    source: Source,
+    out: Out,
+    tile: Tile = 512,
+    overlap: Overlap = None,
+    ext: Ext = None,
+    device: Device = "cpu",
 ) -> None:
     """Restore images with a trained snapshot: 8/16-bit, gray/RGB, alpha passed through, any size (tiled).
 
@@ -49,16 +57,12 @@ def apply(
 @app.command()
 def upscale(
     snapshot: Annotated[str, typer.Argument(help="snapshot path or run folder of a super-resolution model")],
-    source: Annotated[Path, typer.Argument(help="an image file, or a folder (searched recursively)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output file (format from its suffix: png, tif, jpg, "
-                                                           "webp), or a folder for a folder input")],
-    tile: Annotated[int, typer.Option(min=32, max=8192, help="tile size in input pixels; memory follows the "
-                                                              "tile, not the image")] = 512,
-    overlap: Annotated[int | None, typer.Option(min=0, max=1024, help="tile overlap \\[default: the model's "
-                                                                        "receptive field]")] = None,
-    ext: Annotated[str | None, typer.Option(help="folder mode: output suffix, e.g. png \\[default: keep each "
-                                                 "input's]")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "cpu",
+    source: Source,
+    out: Out,
+    tile: Tile = 512,
+    overlap: Overlap = None,
+    ext: Ext = None,
+    device: Device = "cpu",
 ) -> None:
     """Upscale images by the snapshot's factor (x2/x3/x4): 8/16-bit, gray/RGB, alpha enlarged, any size (tiled).
 
