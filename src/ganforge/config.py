@@ -66,8 +66,10 @@ class DataConfig(_Strict):
     subset_seed: int = Field(0, ge=0, description="seed of the max_images subset (independent of run.seed, so "
                                                   "runs with different seeds see the same images)")
     use_labels: bool | None = Field(None, description="None = use class subfolders when there are >= 2")
-    derive: str = Field("", description="restore: make input/target pairs from single images with this transform, "
-                                        "e.g. noise:gaussian:25, gray, edges, downscale:4 (data/derive.py); '' = "
+    derive: str = Field("", description="restore: make input/target pairs from single images with a chain of "
+                                        "degradations applied left to right, e.g. noise:gaussian:25, "
+                                        "blur:0.5-2,downscale:4,noise:gaussian:5-50,jpeg:30-95, second-order:4, "
+                                        "rain:0.02-0.05, noise:poisson:20, gray, edges (data/derive.py); '' = "
                                         "the source holds pairs (lq/ + gt/, A/ + B/, or A|B files)")
 
     @field_validator("resolution")
@@ -128,14 +130,33 @@ class SRResNetModel(_Strict):
                                                    "lq/gt sizes)")
 
 
+class RRDBModel(_Strict):
+    """RRDBNet (ESRGAN, Wang et al. 2018): super-resolution by Residual-in-Residual Dense Blocks, nearest
+    upsampling + conv."""
+    arch: Literal["rrdb"] = "rrdb"
+    width: int = Field(64, ge=1, le=1024, description="channels of the trunk (BasicSR num_feat)")
+    blocks: int = Field(23, ge=0, le=100, description="RRDB blocks, 3 dense blocks of 5 convs each (ESRGAN: 23)")
+    growth: int = Field(32, ge=1, le=1024, description="channels each dense conv adds (BasicSR num_grow_ch)")
+    scale: Literal[2, 3, 4] = Field(4, description="upscaling factor; must match the data (derive downscale:S or "
+                                                   "lq/gt sizes)")
+
+
+class UNetModel(_Strict):
+    """A U-Net denoising autoencoder (Ronneberger et al. 2015): same-size restoration, residual output."""
+    arch: Literal["unet"] = "unet"
+    width: int = Field(64, ge=1, le=1024, description="channels of the first level; doubled at each level down")
+    levels: int = Field(3, ge=1, le=6, description="max-pool downsamplings (the paper: 4; 3 keeps the receptive "
+                                                   "field, 147 px, within the pipeline's default 512 px tile)")
+
+
 # One class per architecture: a field that the chosen architecture lacks is an error that names it.
-ModelConfig = Annotated[DcganModel | SnganModel | StyleGAN2Model | ResCNNModel | SRResNetModel,
-                        Field(discriminator="arch")]
+ModelConfig = Annotated[DcganModel | SnganModel | StyleGAN2Model | ResCNNModel | SRResNetModel | RRDBModel |
+                        UNetModel, Field(discriminator="arch")]
 
 # The tasks (tasks/__init__.py has the classes) and the architectures each can train; the first is the default.
 TASK_ARCHS: dict[str, tuple[str, ...]] = {
     "gan": ("dcgan", "sngan", "stylegan2"),
-    "restore": ("rescnn", "srresnet"),
+    "restore": ("rescnn", "srresnet", "rrdb", "unet"),
 }
 
 
@@ -303,19 +324,24 @@ class TrainConfig(_Strict):
             raise ValueError("loss.ada and loss.diffaugment are alternatives: set only one of them")
 
     def _restore_checks(self) -> None:
-        # A derived input is S times smaller for downscale:S and the target's size for every other derive; the
-        # network must upscale by exactly that. (lq/gt folders are checked by RestoreTask.from_data.)
+        # A derived input is smaller by the product of the chain's downscale:S factors (second-order:S counts as
+        # S) and the target's size without any; the network must upscale by exactly that. Parsed here without
+        # torch (data/derive.py validates the rest when the data loads); lq/gt folders are checked by
+        # RestoreTask.from_data.
         model_scale = getattr(self.model, "scale", 1)
         if self.data.resolution % model_scale:
             raise ValueError(f"data.resolution={self.data.resolution} (the target patch) must be a multiple of "
                              f"model.scale={model_scale}")
         if not self.data.derive:
             return
-        match = re.fullmatch(r"downscale:(\d+)", self.data.derive.strip())
-        data_scale = int(match.group(1)) if match else 1
+        data_scale = 1
+        for token in self.data.derive.split(","):
+            match = re.fullmatch(r"(?:downscale|second-order):(\d+)(?::\w+)?", token.strip())
+            data_scale *= int(match.group(1)) if match else 1
         if data_scale == model_scale:
             return
-        fix = (f"use model.arch='srresnet' with model.scale={data_scale}" if model_scale == 1 else
+        fix = (f"use an upscaler (model.arch='srresnet' or 'rrdb') with model.scale={data_scale}"
+               if model_scale == 1 else
                f"make them match, e.g. data.derive='downscale:{model_scale}'")
         raise ValueError(f"data.derive={self.data.derive!r} makes inputs {data_scale}x smaller than the target, but "
                          f"model.scale={model_scale} (model.arch={self.model.arch!r}); {fix}")
@@ -341,7 +367,7 @@ class TrainConfig(_Strict):
 
 _MODEL_CLASSES: dict[str, type[_Strict]] = {
     "dcgan": DcganModel, "sngan": SnganModel, "stylegan2": StyleGAN2Model, "rescnn": ResCNNModel,
-    "srresnet": SRResNetModel}
+    "srresnet": SRResNetModel, "rrdb": RRDBModel, "unet": UNetModel}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -406,6 +432,20 @@ PRESETS: dict[str, dict[str, Any]] = {
                         loss=dict(pixel="l1"),
                         optim=dict(g_lr=2e-4, beta1=0.9, beta2=0.99, batch=16, ema_kimg=0.0),
                         run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
+    # ESRGAN's PSNR-oriented first stage x4 (task "restore"): RRDBNet trained with L1, Adam(2e-4, 0.9, 0.99) as
+    # BasicSR's ESRGAN pre-training, on 64 px target patches. Width 32, 4 blocks, growth 16 (ESRGAN: 64, 23, 32)
+    # so that it trains on a CPU. The GAN stage is not here yet.
+    "esrgan-psnr-x4": dict(task="restore", data=dict(resolution=64, derive="downscale:4", xflip=True),
+                           model=dict(arch="rrdb", width=32, blocks=4, growth=16, scale=4),
+                           loss=dict(pixel="l1"),
+                           optim=dict(g_lr=2e-4, beta1=0.9, beta2=0.99, batch=16, ema_kimg=0.0),
+                           run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
+    # A U-Net denoising autoencoder (task "restore"), L1 on 64 px patches with Gaussian noise (sigma 25 of 255).
+    "unet-denoise-25": dict(task="restore", data=dict(resolution=64, derive="noise:gaussian:25", xflip=True),
+                            model=dict(arch="unet", width=32, levels=3),
+                            loss=dict(pixel="l1"),
+                            optim=dict(g_lr=1e-3, beta1=0.9, beta2=0.999, batch=16, ema_kimg=0.0),
+                            run=dict(kimg=50.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
 }
 
 

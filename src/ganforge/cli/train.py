@@ -40,6 +40,14 @@ def train(
     lr: Annotated[float | None, typer.Option(help="learning rate for both G and D")] = None,
     ema_kimg: Annotated[float | None, typer.Option(help="G EMA half-life in kimg (0 = off)")] = None,
     max_images: Annotated[int | None, typer.Option(help="use a fixed random subset of this size")] = None,
+    degrade: Annotated[str | None, typer.Option(help="restore: make inputs from each target with this chain "
+                                                     "(sets data.derive), ops joined by commas: "
+                                                     "noise:gaussian:SIGMA, noise:poisson:PEAK, "
+                                                     "noise:saltpepper:AMOUNT, blur:SIGMA, jpeg:Q, rain:DENSITY "
+                                                     "(each also LO-HI), gray[:1], edges[:1], "
+                                                     "downscale:S[:bicubic|bilinear|area], second-order:S; e.g. "
+                                                     "blur:0.5-2,downscale:4,noise:gaussian:5-50,jpeg:30-95")
+                       ] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any field: optim.g_lr=1e-4 (repeatable)")] = None,
@@ -55,7 +63,7 @@ def train(
 
     try:
         flags: dict[str, dict[str, Any]] = {
-            "data": {"source": data, "resolution": resolution, "max_images": max_images},
+            "data": {"source": data, "resolution": resolution, "max_images": max_images, "derive": degrade},
             "model": {"cond": cond, "freeze_d": freeze_d},
             "loss": {"adversarial": loss, "r1_gamma": r1_gamma, **_aug_fields(aug)},
             "optim": {"batch": batch, "g_lr": lr, "d_lr": lr, "ema_kimg": ema_kimg},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganforge.nets import classifier, dcgan, rescnn, sngan, srresnet, stylegan2
+from ganforge.nets import classifier, dcgan, rescnn, rrdb, sngan, srresnet, stylegan2, unet, unet_d, vgg_d
 from ganforge.nets.layers import resolution_plan
 
 __all__ = ["DISCRIMINATORS", "GENERATORS", "NETS", "build_discriminator", "build_generator", "build_net",
@@ -23,12 +23,18 @@ NETS: dict[str, type[nn.Module]] = {
     "stylegan2.D": stylegan2.Discriminator,
     "rescnn": rescnn.ResCNN,
     "srresnet": srresnet.MSRResNet,
+    "rrdb": rrdb.RRDBNet,
+    "unet": unet.UNet,
+    "vgg.D": vgg_d.VGGDiscriminator,
+    "unet.D": unet_d.UNetDiscriminator,
     "classifier": classifier.Classifier,
 }
 
-# Views of NETS by GAN role, keyed by architecture.
+# Views of NETS by GAN role, keyed by architecture: the G/D pairs of the GAN task. A lone ".D" (the super-resolution
+# discriminators "vgg.D", "unet.D") pairs with a restoration network, not with a same-named G, so it is left out.
 GENERATORS: dict[str, type[nn.Module]] = {k[:-2]: v for k, v in NETS.items() if k.endswith(".G")}
-DISCRIMINATORS: dict[str, type[nn.Module]] = {k[:-2]: v for k, v in NETS.items() if k.endswith(".D")}
+DISCRIMINATORS: dict[str, type[nn.Module]] = {k[:-2]: v for k, v in NETS.items()
+                                              if k.endswith(".D") and k[:-2] in GENERATORS}
 
 
 def build_net(name: str, **kwargs) -> nn.Module:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganforge.config import DataConfig, OptimConfig, ResCNNModel, RestoreLoss, SRResNetModel
+from ganforge.config import DataConfig, OptimConfig, ResCNNModel, RestoreLoss, RRDBModel, SRResNetModel, UNetModel
 from ganforge.core.grid import to_uint8
 from ganforge.data.batches import TrainData
 from ganforge.data.pairs import load_pairs
@@ -29,7 +29,7 @@ from ganforge.tasks.base import Phase, StepInputs, adam
 
 PREVIEW_SEED = 12345  # the preview's patches and degradations are fixed for the whole run
 
-RestoreModel = ResCNNModel | SRResNetModel
+RestoreModel = ResCNNModel | SRResNetModel | RRDBModel | UNetModel
 
 
 def build_restorer(model: RestoreModel, channels: int) -> nn.Module:
@@ -39,7 +39,12 @@ def build_restorer(model: RestoreModel, channels: int) -> nn.Module:
                          batch_norm=model.batch_norm)
     if model.arch == "srresnet":
         return build_net("srresnet", channels=channels, width=model.width, blocks=model.blocks, scale=model.scale)
-    raise ValueError(f"model.arch={model.arch!r} is not a restoration network; valid: rescnn, srresnet")
+    if model.arch == "rrdb":
+        return build_net("rrdb", channels=channels, width=model.width, blocks=model.blocks, growth=model.growth,
+                         scale=model.scale)
+    if model.arch == "unet":
+        return build_net("unet", channels=channels, width=model.width, levels=model.levels)
+    raise ValueError(f"model.arch={model.arch!r} is not a restoration network; valid: rescnn, srresnet, rrdb, unet")
 
 
 class RestoreTask:
