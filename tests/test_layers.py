@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "ganforge"
 LAYERS: list[set[str]] = [
     {"core"},
     {"config", "seeds"},
-    {"data", "nets", "losses"},
+    {"data", "nets", "losses", "losses_perceptual"},
     {"tasks"},
     {"training", "infer"},
     {"metrics"},

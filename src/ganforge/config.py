@@ -211,8 +211,29 @@ class GanLoss(_Strict):
 
 
 class RestoreLoss(_Strict):
+    """Pixel loss alone (PSNR-oriented), or with perceptual and adversarial terms (SRGAN/ESRGAN GAN stage): the
+    network's loss is pixel_weight * pixel + perceptual_weight * perceptual + adversarial_weight * adversarial.
+    A discriminator is trained only when adversarial_weight > 0."""
     task: Literal["restore"] = "restore"
     pixel: Literal["l1", "l2"] = Field("l1", description="pixel loss between output and target (PSNR-oriented)")
+    pixel_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the pixel loss")
+    perceptual_weight: float = Field(0.0, ge=0.0, le=1e4, description="weight of the VGG-feature loss (VGG19 "
+                                     "conv5_4 when torchvision and its weights are local, else a fixed random VGG)")
+    perceptual: Literal["l1", "l2"] = Field("l1", description="feature distance (ESRGAN: l1; SRGAN: l2)")
+    adversarial_weight: float = Field(0.0, ge=0.0, le=1e4, description="weight of the adversarial loss; > 0 "
+                                      "trains a discriminator (the GAN stage)")
+    gan_type: Literal["vanilla", "ragan"] = Field("ragan", description="vanilla (SRGAN: non-saturating) or "
+                                                  "relativistic average (ESRGAN)")
+    discriminator: Literal["vgg", "unet"] = Field("vgg", description="vgg: VGG-style classifier (SRGAN/ESRGAN); "
+                                                  "unet: per-pixel U-Net D with spectral norm (Real-ESRGAN)")
+    d_width: int = Field(32, ge=1, le=1024, description="discriminator width (BasicSR num_feat: 64)")
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> RestoreLoss:
+        if self.pixel_weight + self.perceptual_weight + self.adversarial_weight <= 0:
+            raise ValueError("loss.pixel_weight, loss.perceptual_weight and loss.adversarial_weight are all 0; "
+                             "set at least one > 0")
+        return self
 
 
 # The loss section belongs to the task; TrainConfig fills loss.task from its own task field.
@@ -434,12 +455,29 @@ PRESETS: dict[str, dict[str, Any]] = {
                         run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
     # ESRGAN's PSNR-oriented first stage x4 (task "restore"): RRDBNet trained with L1, Adam(2e-4, 0.9, 0.99) as
     # BasicSR's ESRGAN pre-training, on 64 px target patches. Width 32, 4 blocks, growth 16 (ESRGAN: 64, 23, 32)
-    # so that it trains on a CPU. The GAN stage is not here yet.
+    # so that it trains on a CPU. The GAN stage is esrgan-x4.
     "esrgan-psnr-x4": dict(task="restore", data=dict(resolution=64, derive="downscale:4", xflip=True),
                            model=dict(arch="rrdb", width=32, blocks=4, growth=16, scale=4),
                            loss=dict(pixel="l1"),
                            optim=dict(g_lr=2e-4, beta1=0.9, beta2=0.99, batch=16, ema_kimg=0.0),
                            run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
+    # ESRGAN's GAN stage x4 (Wang et al. 2018, sec. 4.1): L1 x 0.01 + VGG19 conv5_4 perceptual (L1) x 1 +
+    # relativistic average adversarial x 0.005, VGG-style D; Adam(1e-4, 0.9, 0.99) for both, no EMA. The RRDBNet
+    # is that of esrgan-psnr-x4, so start it from a PSNR-oriented run: --init-from <esrgan-psnr-x4 run>.
+    "esrgan-x4": dict(task="restore", data=dict(resolution=64, derive="downscale:4", xflip=True),
+                      model=dict(arch="rrdb", width=32, blocks=4, growth=16, scale=4),
+                      loss=dict(pixel="l1", pixel_weight=0.01, perceptual_weight=1.0, perceptual="l1",
+                                adversarial_weight=0.005, gan_type="ragan", discriminator="vgg", d_width=32),
+                      optim=dict(g_lr=1e-4, d_lr=1e-4, beta1=0.9, beta2=0.99, batch=16, ema_kimg=0.0),
+                      run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
+    # SRGAN x4 (Ledig et al. 2017, eq. 3): VGG content loss (MSE on features) + 1e-3 x non-saturating adversarial
+    # loss, no pixel term, VGG-style D; Adam(1e-4, 0.9, 0.999). The MSRResNet of srresnet-x4: --init-from that run.
+    "srgan-x4": dict(task="restore", data=dict(resolution=64, derive="downscale:4", xflip=True),
+                     model=dict(arch="srresnet", width=32, blocks=6, scale=4),
+                     loss=dict(pixel="l2", pixel_weight=0.0, perceptual_weight=1.0, perceptual="l2",
+                               adversarial_weight=1e-3, gan_type="vanilla", discriminator="vgg", d_width=32),
+                     optim=dict(g_lr=1e-4, d_lr=1e-4, beta1=0.9, beta2=0.999, batch=16, ema_kimg=0.0),
+                     run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
     # A U-Net denoising autoencoder (task "restore"), L1 on 64 px patches with Gaussian noise (sigma 25 of 255).
     "unet-denoise-25": dict(task="restore", data=dict(resolution=64, derive="noise:gaussian:25", xflip=True),
                             model=dict(arch="unet", width=32, levels=3),

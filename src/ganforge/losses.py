@@ -128,3 +128,20 @@ def acgan_loss(class_logits: Tensor, c: Tensor) -> Tensor:
         f"expected class_logits [N, K] and c [N], got {list(class_logits.shape)}, {list(c.shape)}"
     )
     return F.cross_entropy(class_logits.float(), c)
+
+
+# Relativistic average GAN (Jolicoeur-Martineau 2018; ESRGAN, Wang et al. 2018, eq. 1-2), with
+# D_Ra(x_r, x_f) = sigmoid(C(x_r) - E[C(x_f)]). It needs both logits in the G step too, so it does not fit the
+# AdversarialLoss registry (whose g sees only fakes): two functions instead. Scores may be [N] or per-pixel maps
+# (any shape; the expectations run over every element). As ESRGAN's official code (BasicSR), the real and the
+# fake term are averaged (/2), which is the scale its adversarial weight 0.005 was tuned for.
+def ragan_d(real: Tensor, fake: Tensor) -> Tensor:
+    """D loss -E[log D_Ra(x_r, x_f)] - E[log(1 - D_Ra(x_f, x_r))], halved -> []."""
+    r, f = real.float(), fake.float()
+    return 0.5 * (F.softplus(-(r - f.mean())).mean() + F.softplus(f - r.mean()).mean())
+
+
+def ragan_g(real: Tensor, fake: Tensor) -> Tensor:
+    """G loss -E[log(1 - D_Ra(x_r, x_f))] - E[log D_Ra(x_f, x_r)], halved -> [] (pass real detached)."""
+    r, f = real.float(), fake.float()
+    return 0.5 * (F.softplus(r - f.mean()).mean() + F.softplus(-(f - r.mean())).mean())

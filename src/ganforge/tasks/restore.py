@@ -1,12 +1,19 @@
 """The restoration task: one network maps a degraded image to a clean one (denoising, super-resolution;
 deblurring and deraining grow from here).
 
-Module "net" (nets/rescnn.py, DnCNN-style, same size; nets/srresnet.py, MSRResNet, x2/x3/x4) and, with
-``optim.ema_kimg > 0``, its EMA copy "net_ema"; no discriminator. A batch is {"input", "target"} from
+Module "net" (nets/rescnn.py, DnCNN-style, same size; nets/srresnet.py, MSRResNet, x2/x3/x4; nets/rrdb.py; nets/unet.py)
+and, with ``optim.ema_kimg > 0``, its EMA copy "net_ema". With ``loss.adversarial_weight > 0`` (the GAN stage:
+SRGAN, ESRGAN, a GAN denoiser) also a discriminator "D" (nets/vgg_d.py or nets/unet_d.py) with its own Adam; the
+snapshot still holds only "net". A batch is {"input", "target"} from
 ``data.pairs``: lq/ + gt/ or A/ + B/ folders, or any image folder with a derived degradation (``data.derive``, e.g.
 noise:gaussian:25 or downscale:4) applied on the fly to random patches. The input may be model.scale times smaller.
 
-    net    every step: pixel loss (L1 or L2) between net(input) and target (PSNR-oriented training)
+    D      GAN stage only, every step: adversarial loss (vanilla or relativistic average) on target vs the
+           detached net(input)
+    net    every step: pixel_weight * pixel loss (L1 or L2) between net(input) and target (PSNR-oriented training
+           when alone) + perceptual_weight * feature loss (losses_perceptual.py) + adversarial_weight * G loss
+
+The U-Net D scores every pixel: its loss is applied per pixel (the means run over N x H x W scores), as Real-ESRGAN.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from ganforge.config import DataConfig, OptimConfig, ResCNNModel, RestoreLoss, R
 from ganforge.core.grid import to_uint8
 from ganforge.data.batches import TrainData
 from ganforge.data.pairs import load_pairs
+from ganforge.losses import get_adversarial, ragan_d, ragan_g
+from ganforge.losses_perceptual import PerceptualLoss
 from ganforge.nets import build_net
 from ganforge.tasks.base import Phase, StepInputs, adam
 
@@ -67,6 +76,17 @@ class RestoreTask:
         self.grid_cols: int | None = None
         self.preview_batch = preview_batch
         self.pixel: Callable[[Tensor, Tensor], Tensor] = F.l1_loss if loss.pixel == "l1" else F.mse_loss
+        # The frozen feature network is not a task module: neither trained nor checkpointed (fixed weights or seed).
+        self.perceptual = PerceptualLoss(loss.perceptual) if loss.perceptual_weight > 0 else None
+        self.gan = loss.adversarial_weight > 0
+        if self.gan:
+            self.D = build_net(f"{loss.discriminator}.D", channels=channels, width=loss.d_width)
+            self.modules["D"] = self.D
+            if loss.gan_type == "ragan":
+                self.adv_d, self.adv_g = ragan_d, ragan_g
+            else:  # vanilla: SRGAN's non-saturating loss (Goodfellow et al. 2014), G sees only its fakes
+                ns = get_adversarial("ns")
+                self.adv_d, self.adv_g = ns.d, lambda real, fake: ns.g(fake)
 
     @classmethod
     def from_data(cls, model: RestoreModel, loss: RestoreLoss, optim: OptimConfig, resolution: int,
@@ -84,6 +104,11 @@ class RestoreTask:
         if data_scale != model_scale:
             raise ValueError(f"the data's input is {data_scale}x smaller than its target (data.scale={data_scale}), "
                              f"but model.scale={model_scale}; set model.scale={data_scale} or use data of that scale")
+        if loss.adversarial_weight > 0 and loss.discriminator == "vgg" and resolution < 32:
+            raise ValueError(f"data.resolution={resolution}: loss.discriminator='vgg' needs target patches of at "
+                             "least 32 px; raise data.resolution or use loss.discriminator='unet'")
+        if loss.adversarial_weight > 0 and loss.discriminator == "unet" and resolution % 8:
+            raise ValueError(f"data.resolution={resolution}: loss.discriminator='unet' needs a multiple of 8")
         n = min(8, len(data))
         batch = data.fetch(np.arange(n), torch.Generator().manual_seed(PREVIEW_SEED), torch.device("cpu"))
         return cls(model, loss, optim, data.channels, batch)
@@ -94,15 +119,45 @@ class RestoreTask:
                           max_images=data.max_images, seed=data.subset_seed, xflip=data.xflip, rot90=data.rot90)
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        return {"net": adam(self.net.parameters(), optim.g_lr, (optim.beta1, optim.beta2))}
+        betas = (optim.beta1, optim.beta2)
+        out = {"net": adam(self.net.parameters(), optim.g_lr, betas)}
+        if self.gan:
+            out["D"] = adam(self.D.parameters(), optim.d_lr, betas)
+        return out
 
     def phases(self) -> list[Phase]:
-        return [Phase("net", "net", 1, self.net_main)]
+        net = Phase("net", "net", 1, self.net_main)
+        return [Phase("D", "D", 1, self.d_main), net] if self.gan else [net]
+
+    def d_main(self, inp: StepInputs) -> dict[str, Tensor]:
+        y, x = inp.batch["input"], inp.batch["target"]                                  # [N, C, H, W] each
+        with torch.no_grad():
+            fake = self.net(y)                                                          # [N, C, H, W]
+        real_s, fake_s = self.D(x), self.D(fake)                                        # [N] or [N, 1, H, W]
+        loss = self.adv_d(real_s, fake_s)
+        return {"D_adv": loss.detach(), "D_real": real_s.mean().detach(), "D_fake": fake_s.mean().detach(),
+                "loss": loss}
 
     def net_main(self, inp: StepInputs) -> dict[str, Tensor]:
         y, x = inp.batch["input"], inp.batch["target"]                                  # [N, C, H, W] each
-        loss = self.pixel(self.net(y), x)
-        return {"pixel": loss.detach(), "loss": loss}
+        out = self.net(y)
+        pixel = self.pixel(out, x)
+        if self.perceptual is None and not self.gan:
+            return {"pixel": pixel.detach(), "loss": pixel}  # PSNR-oriented: exactly the pixel loss
+        lc = self.loss
+        losses = {"pixel": pixel.detach()}
+        total = lc.pixel_weight * pixel
+        if self.perceptual is not None:
+            perceptual = self.perceptual(out, x)
+            losses["perceptual"] = perceptual.detach()
+            total = total + lc.perceptual_weight * perceptual
+        if self.gan:
+            # ESRGAN eq. 2 needs D's real scores too; D is frozen in this phase and the real scores are constants.
+            adv = self.adv_g(self.D(x).detach(), self.D(out))
+            losses["adv"] = adv.detach()
+            total = total + lc.adversarial_weight * adv
+        losses["loss"] = total
+        return losses
 
     def preview(self, n: int, device: torch.device) -> tuple[np.ndarray, int | None]:
         """Rows of input | output | target for the fixed preview patches."""
@@ -119,7 +174,10 @@ class RestoreTask:
         return to_uint8(rows), 3
 
     def snapshot_meta(self) -> dict[str, Any]:
-        return {"scale": getattr(self.model, "scale", 1), "receptive_field": self.net.receptive_field}
+        meta: dict[str, Any] = {"scale": getattr(self.model, "scale", 1), "receptive_field": self.net.receptive_field}
+        if self.perceptual is not None:
+            meta["perceptual"] = self.perceptual.name  # which feature network trained this model
+        return meta
 
     def after_step(self, batch: int, reduce: Callable[[dict[str, float]], dict[str, float]]) -> None:
         pass
@@ -128,7 +186,7 @@ class RestoreTask:
         return {}
 
     def extra_state(self) -> dict[str, Any]:
-        return {}
+        return {"perceptual": self.perceptual.name} if self.perceptual is not None else {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
