@@ -58,13 +58,14 @@ class ProgressDisplay:
                 TextColumn("{task.fields[ips]:>7.1f} img/s"), TimeRemainingColumn(),
                 TextColumn("{task.fields[losses]}"), console=self.console, transient=False)
             self._task = self._progress.add_task("train", total=total_kimg, kimg=0.0, ips=0.0, losses="")
-            self._progress.start()
+            # Started by the first update, so that an error while the run is being set up leaves no live display.
 
     def update(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         losses = "  ".join(f"{k[5:]} {v:.3f}" for k, v in record.items() if k.startswith("loss/"))
         if self._progress is not None:
+            self._progress.start()  # idempotent
             self._progress.update(self._task, completed=record["kimg"], kimg=record["kimg"],
                                   ips=record["timing/img_per_s"], losses=losses)
         else:
