@@ -107,6 +107,7 @@ def test_esrgan_stage_trains_checkpoints_and_resumes_exactly(photos, tmp_path):
     tensors, meta = load_snapshot(full / "snapshots" / "latest")
     assert set(meta["modules"]) == {"net"} and {k.split(".")[0] for k in tensors} == {"net"}
     assert meta["perceptual"] == state["task"]["perceptual"]
+    assert f"perceptual loss features: {meta['perceptual']}" in (full / "log.txt").read_text()
 
     part = train(_cfg("esrgan-x4", photos, tmp_path / "b", 0.008), progress=False)
     resumed = train(_cfg("esrgan-x4", photos, tmp_path / "b", 0.016), resume=part, progress=False)
@@ -137,3 +138,12 @@ def test_srgan_stage_vanilla_without_pixel_term(photos, tmp_path):
     stats = read_jsonl(run / "stats.jsonl")
     assert len(stats) == 2 and all(np.isfinite(r["loss/adv"]) and r["loss/perceptual"] > 0 for r in stats)
     assert set(ckpt.load_latest_checkpoint(run / "checkpoints")[1]["optimizers"]) == {"net", "D"}
+
+
+def test_resume_with_another_perceptual_network_is_logged(photos, tmp_path):
+    run = train(_cfg("esrgan-x4", photos, tmp_path, 0.008), progress=False)
+    path, state = ckpt.load_latest_checkpoint(run / "checkpoints")
+    state["task"]["perceptual"] = "vgg19 (torchvision)"  # as if the weights had been there before
+    torch.save(state, path)
+    train(_cfg("esrgan-x4", photos, tmp_path, 0.016), resume=run, progress=False)
+    assert "trained with perceptual features 'vgg19 (torchvision)' and continues with" in (run / "log.txt").read_text()

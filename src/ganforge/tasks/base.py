@@ -84,6 +84,10 @@ class Task(Protocol):
         """Extra values for the tick's stats record."""
         ...
 
+    def log_notes(self) -> list[str]:
+        """Lines for log.txt when a run starts or resumes (choices the task made that a user should know)."""
+        ...
+
     def extra_state(self) -> dict[str, Any]:
         """State beyond modules and optimizers, checkpointed (plain numbers, strings and tensors)."""
         ...

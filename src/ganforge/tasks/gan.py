@@ -248,6 +248,9 @@ class GanTask:
         r_t = self.ada_ctrl.r_t
         return {"aug/p": self.ada_ctrl.p, **({"aug/r_t": r_t} if r_t == r_t else {})}  # r_t is NaN until set
 
+    def log_notes(self) -> list[str]:
+        return []
+
     def extra_state(self) -> dict[str, object]:
         state: dict[str, object] = {"pl_mean": self.pl_mean}
         if self.ada_ctrl is not None:

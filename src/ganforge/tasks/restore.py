@@ -78,6 +78,7 @@ class RestoreTask:
         self.pixel: Callable[[Tensor, Tensor], Tensor] = F.l1_loss if loss.pixel == "l1" else F.mse_loss
         # The frozen feature network is not a task module: neither trained nor checkpointed (fixed weights or seed).
         self.perceptual = PerceptualLoss(loss.perceptual) if loss.perceptual_weight > 0 else None
+        self.resumed_perceptual: str | None = None  # the feature network named in the checkpoint we resume
         self.gan = loss.adversarial_weight > 0
         if self.gan:
             self.D = build_net(f"{loss.discriminator}.D", channels=channels, width=loss.d_width)
@@ -185,8 +186,18 @@ class RestoreTask:
     def stats(self) -> dict[str, float]:
         return {}
 
+    def log_notes(self) -> list[str]:
+        if self.perceptual is None:
+            return []
+        notes = [f"perceptual loss features: {self.perceptual.name}"]
+        if self.resumed_perceptual not in (None, self.perceptual.name):
+            notes.append(f"warning: this run was trained with perceptual features {self.resumed_perceptual!r} and "
+                         f"continues with {self.perceptual.name!r} (torchvision or its VGG19 weights appeared or "
+                         "went away): the loss changes from here on")
+        return notes
+
     def extra_state(self) -> dict[str, Any]:
         return {"perceptual": self.perceptual.name} if self.perceptual is not None else {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+        self.resumed_perceptual = state.get("perceptual")

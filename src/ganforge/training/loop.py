@@ -203,6 +203,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 log.log(f"from step {c.step}: {c.field} {c.old!r} -> {c.new!r}")
             for p in stale:
                 log.log(f"removed {p.name}, a temporary file left by an interrupted write")
+        for note in task.log_notes():
+            log.log(note)
         display.message(f"run folder: {run}")
         if steps_for(rc.kimg, oc.batch) * oc.batch != round(rc.kimg * 1000):
             log.log(f"kimg {rc.kimg} is not a whole number of steps of {oc.batch} images: training "
