@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganforge.config import ConfigError, TrainConfig
+from ganforge.config import TrainConfig
 from ganforge.core import files
 from ganforge.core import snapshot as snap
 from ganforge.core.device import resolve_device
@@ -39,7 +39,7 @@ from ganforge.training.dist import (
     step_generator,
 )
 from ganforge.training.guard import StopRequest, first_nonfinite
-from ganforge.training.resume import RESUME_CHANGEABLE, config_changes
+from ganforge.training.resume import check_resume_changes, config_changes
 from ganforge.training.rundir import RunLog, create_run_dir, truncate_stats
 from ganforge.training.stats import ProgressDisplay, StatsAccumulator, TensorBoardMirror
 
@@ -152,16 +152,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
         task.load_extra_state(state.get("task", {}))
         # The history comes from the checkpoint (config.json may be newer than it, after a resume that was killed
-        # before its first checkpoint); only RESUME_CHANGEABLE fields may differ, whoever calls train().
+        # before its first checkpoint); the resume rule applies whoever calls train().
         saved = TrainConfig.from_saved(json.loads(state["config_json"])) if state.get("config_json") else cfg
-        changes = config_changes(state.get("config_json"), cfg, step)
-        # Besides RESUME_CHANGEABLE, the library lets the run section's bookkeeping differ (out, intervals, amp,
-        # tensorboard): it does not change the math. The seed does.
-        refused = sorted(c.field for c in changes if c.field not in RESUME_CHANGEABLE
-                         and not (c.field.startswith("run.") and c.field != "run.seed"))
-        if refused:
-            raise ConfigError(f"--resume continues {run.name} with its own config; cannot change "
-                              f"{', '.join(refused)} (changeable: {', '.join(RESUME_CHANGEABLE)})")
+        changes = config_changes(saved, cfg, step)
+        check_resume_changes(changes, run.name)
         cfg = cfg.model_copy(update={"changes": [*saved.changes, *changes]})
         if data.fingerprint() != state["dataset_fingerprint"]:
             raise ValueError(f"the data at {cfg.data.source} changed since this run started (fingerprint "

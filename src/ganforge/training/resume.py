@@ -57,7 +57,7 @@ def resume_config(run_folder: str | Path, overrides: dict[str, Any], preset: str
     merged over it, validated. Raises ``ConfigError`` naming every field outside ``RESUME_CHANGEABLE`` (and
     ``--preset`` when ``preset`` is given): a run continues with the config it started with."""
     base = load_run_config(run_folder)
-    changed = [f for f in _dotted(overrides) if f not in RESUME_CHANGEABLE]
+    changed = [f for f in _leaves(overrides) if f not in RESUME_CHANGEABLE]
     if preset or changed:
         allowed = ", ".join(_flag(f) for f in RESUME_CHANGEABLE)
         raise ConfigError(f"--resume continues a run with its own config; cannot change "
@@ -65,30 +65,32 @@ def resume_config(run_folder: str | Path, overrides: dict[str, Any], preset: str
     return resolve_config(None, deep_merge(base.model_dump(mode="json"), overrides))
 
 
-def config_changes(saved_json: str | None, cfg: TrainConfig, step: int) -> list[ConfigChange]:
-    """The fields in which ``cfg`` differs from the config saved in a checkpoint (``config_json``), as changes
-    taking effect at ``step``; the recorded history itself is not compared."""
-    if not saved_json:
-        return []
-    old = _leaves(TrainConfig.from_saved(json.loads(saved_json)).model_dump(mode="json"))
+def config_changes(saved: TrainConfig, cfg: TrainConfig, step: int) -> list[ConfigChange]:
+    """The fields in which ``cfg`` differs from ``saved`` (the config in a checkpoint), as changes taking effect at
+    ``step``; the recorded history itself is not compared."""
+    old = _leaves(saved.model_dump(mode="json"))
     new = _leaves(cfg.model_dump(mode="json"))
     return [ConfigChange(step=step, field=k, old=old.get(k), new=v) for k, v in new.items()
             if k not in ("changes", "preset") and old.get(k) != v]
 
 
 def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    # {"optim": {"batch": 8}, "run": {"kimg": 1}} -> {"optim.batch": 8, "run.kimg": 1} (leaves only)
     out: dict[str, Any] = {}
     for k, v in tree.items():
         out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
     return out
 
 
-def _dotted(tree: dict[str, Any], prefix: str = "") -> list[str]:
-    # {"optim": {"batch": 8}, "run": {"kimg": 1}} -> ["optim.batch", "run.kimg"] (leaves only)
-    out: list[str] = []
-    for k, v in tree.items():
-        out += _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
-    return out
+def check_resume_changes(changes: list[ConfigChange], run_name: str) -> None:
+    """The rule for a resume started from Python (``train(cfg, resume=...)``): fields outside RESUME_CHANGEABLE may
+    not differ from the checkpoint's config, except the run section's bookkeeping (out, intervals, amp,
+    tensorboard), which does not change the math; the seed does. Raises ConfigError naming the fields."""
+    refused = sorted(c.field for c in changes if c.field not in RESUME_CHANGEABLE
+                     and not (c.field.startswith("run.") and c.field != "run.seed"))
+    if refused:
+        raise ConfigError(f"--resume continues {run_name} with its own config; cannot change "
+                          f"{', '.join(refused)} (changeable: {', '.join(RESUME_CHANGEABLE)})")
 
 
 def _flag(field: str) -> str:
