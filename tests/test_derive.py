@@ -10,7 +10,7 @@ from PIL import Image
 
 from ganforge.config import ConfigError, resolve_config
 from ganforge.data import load_pairs
-from ganforge.data.derive import PRESETS, blur, jpeg, parse_derive, poisson_noise, rain, salt_pepper
+from ganforge.data.derive import PRESETS, RecordingDerive, blur, jpeg, parse_derive, poisson_noise, rain, salt_pepper
 
 CPU = torch.device("cpu")
 
@@ -172,3 +172,37 @@ def test_degraded_pairs_end_to_end(tmp_path):
     assert data.scale == 2 and data.describe()["derive"] == "blur:1,downscale:2,noise:gaussian:10,jpeg:50-90"
     again = data.fetch(np.arange(3), gen(0), CPU)
     torch.testing.assert_close(batch["input"], again["input"], rtol=0, atol=0)
+
+
+def test_side_channel_records_the_drawn_noise_level_without_changing_the_batch():
+    x = torch.zeros(6, 3, 48, 48)  # mid-gray: no clipping at these levels
+    d = parse_derive("noise:gaussian:5-30")
+    info: dict[str, torch.Tensor] = {}
+    y = d(x, gen(7), info)
+    torch.testing.assert_close(y, d(x, gen(7)), rtol=0, atol=0)  # recording draws nothing
+    assert d.reports == {"sigma"} and info["sigma"].shape == (6,) and info["sigma"].dtype == torch.float32
+    measured = (y * 127.5).std(dim=(1, 2, 3))  # per image, 0..255 units
+    assert ((measured / info["sigma"] - 1).abs() < 0.05).all(), (measured, info["sigma"])
+    assert len(set(info["sigma"].tolist())) == 6 and ((info["sigma"] >= 5) & (info["sigma"] <= 30)).all()
+    # Two independent noises add in quadrature; a chain without Gaussian noise records nothing.
+    two: dict[str, torch.Tensor] = {}
+    parse_derive("noise:gaussian:30,blur:0.5,noise:gaussian:40")(x, gen(), two)
+    torch.testing.assert_close(two["sigma"], torch.full((6,), 50.0))
+    none: dict[str, torch.Tensor] = {}
+    parse_derive("blur:1,jpeg:50,rain:0.05")(x, gen(), none)
+    assert none == {} and parse_derive("blur:1").reports == frozenset()
+    assert parse_derive("second-order:2").reports == {"sigma"}
+
+
+def test_recording_derive_keeps_the_latest_call_and_the_same_identity():
+    d = parse_derive("blur:0.5,noise:gaussian:0-75")
+    r = RecordingDerive.of(d)
+    assert (r.spec, r.steps, r.scale) == (d.spec, d.steps, d.scale)
+    x = noise_image(n=3)
+    torch.testing.assert_close(r(x, gen(1)), d(x, gen(1)), rtol=0, atol=0)
+    first = r.last["sigma"].clone()
+    r(x, gen(2))
+    assert r.last["sigma"].shape == (3,) and not torch.equal(first, r.last["sigma"])  # replaced, not appended
+    data_info: dict[str, torch.Tensor] = {}
+    r(x, gen(1), data_info)
+    torch.testing.assert_close(data_info["sigma"], first)  # a caller's own dict is filled too

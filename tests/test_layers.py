@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"config", "seeds"},
     {"data", "nets", "losses", "losses_perceptual"},
     {"tasks"},
-    {"training", "infer"},
+    {"training", "infer", "pretrained"},
     {"metrics"},
     {"cli", "studio", "__main__", "__init__"},
 ]

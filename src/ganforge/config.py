@@ -71,6 +71,13 @@ class DataConfig(_Strict):
                                         "blur:0.5-2,downscale:4,noise:gaussian:5-50,jpeg:30-95, second-order:4, "
                                         "rain:0.02-0.05, noise:poisson:20, gray, edges (data/derive.py); '' = "
                                         "the source holds pairs (lq/ + gt/, A/ + B/, or A|B files)")
+    masks: str = Field("free-form", description="inpaint: the holes, free-form (DeepFill v2 brush strokes), box, "
+                                                "center, free-form+box, or a folder of mask images (white = hole); "
+                                                "ignored when the source has images/ + masks/ (data/masks.py)")
+    label_classes: Annotated[int, Field(ge=2, le=256)] | Literal["auto"] | None = Field(
+        None, description="pix2pix: the inputs (A/) are label maps, 8-bit gray PNGs of class indices 0..K-1, one-hot "
+        "encoded for the generator; K, or auto = the largest index in the training label maps + 1; None = the "
+        "inputs are images")
 
     @field_validator("resolution")
     @classmethod
@@ -118,6 +125,9 @@ class ResCNNModel(_Strict):
     width: int = Field(64, ge=1, le=1024, description="channels of the hidden layers")
     depth: int = Field(17, ge=2, le=100, description="3x3 conv layers (DnCNN: 17 for Gaussian denoising)")
     batch_norm: bool = Field(True, description="BN after the hidden convs (DnCNN)")
+    noise_map: bool = Field(False, description="non-blind (FFDNet-style): the net also sees the noise level "
+                            "sigma as an input channel; trained with the per-image sigma that data.derive's "
+                            "noise:gaussian draws, applied with `ganforge denoise --sigma S`")
 
 
 class SRResNetModel(_Strict):
@@ -149,14 +159,78 @@ class UNetModel(_Strict):
                                                    "field, 147 px, within the pipeline's default 512 px tile)")
 
 
+# ---- Inpainting networks (task "inpaint"; nets/context_encoder.py, nets/deepfill.py) ----
+
+
+class ContextEncoderModel(_Strict):
+    """Context Encoder (Pathak et al. 2016): conv encoder, bottleneck, up-conv decoder; a DCGAN-style D."""
+    arch: Literal["context_encoder"] = "context_encoder"
+    width: int = Field(64, ge=1, le=1024, description="channels of the first encoder level; doubled per level")
+    levels: int = Field(4, ge=1, le=8, description="stride-2 levels of the encoder and the decoder (and of D); the "
+                                                   "resolution must be a multiple of 2^levels")
+    bottleneck: int = Field(512, ge=1, le=8192, description="bottleneck channels (the paper: 4000)")
+    max_width: int = Field(512, ge=1, le=8192)
+
+
+class DeepFillModel(_Strict):
+    """DeepFill v2 (Yu et al. 2019): gated convolutions, coarse and refinement nets, contextual attention."""
+    arch: Literal["deepfill"] = "deepfill"
+    width: int = Field(24, ge=2, le=1024, description="gated-conv feature channels at full resolution (the "
+                                                      "reference cnum = 2 x width: 24 is its 48, 4.1 M parameters)")
+    dilations: list[int] = Field([2, 4, 8, 16], min_length=0, max_length=8, description="rates of the dilated "
+                                 "gated convs at 1/4 resolution (the paper: 2, 4, 8, 16)")
+    attention: bool = Field(True, description="the contextual-attention branch of the refinement net")
+    softmax_scale: float = Field(10.0, gt=0.0, le=1000.0, description="contextual attention softmax scale")
+
+    @field_validator("dilations")
+    @classmethod
+    def _check_dilations(cls, v: list[int]) -> list[int]:
+        if any(d < 1 or d > 64 for d in v):
+            raise ValueError(f"each dilation must be in 1..64, got {v}")
+        return v
+
+
+# ---- Translation networks (tasks "pix2pix" and "cyclegan"; nets/unet_translator.py, nets/resnet_translator.py,
+# nets/patchgan.py). The discriminator's fields live here too: the PatchGAN belongs to the recipe's architecture.
+
+
+class _TranslatorModel(_Strict):
+    width: int = Field(64, ge=1, le=1024, description="G channels of the first layer (the papers: 64)")
+    norm: Literal["batch", "instance", "none"] = Field("instance", description="norm of G and D: batch (running "
+                                                       "statistics at inference), instance, or none")
+    d_width: int = Field(64, ge=1, le=1024, description="PatchGAN channels of the first layer (the papers: 64)")
+    d_layers: int = Field(3, ge=0, le=6, description="PatchGAN stride-2 layers: 3 = 70x70 patches, 0 = the 1x1 "
+                                                     "pixel variant")
+
+
+class UNetTranslatorModel(_TranslatorModel):
+    """The pix2pix U-Net generator (Isola et al. 2017): strided encoder-decoder with skips, dropout, tanh."""
+    arch: Literal["unet_translator"] = "unet_translator"
+    depth: int = Field(8, ge=2, le=10, description="stride-2 levels; data.resolution must be a multiple of "
+                                                   "2^depth (the paper: 8 at 256 px; 6 at 64 px)")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout of the 3 innermost decoder layers (training "
+                                                            "only: inference runs in eval mode)")
+
+
+class ResNetTranslatorModel(_TranslatorModel):
+    """The CycleGAN ResNet-block generator (Zhu et al. 2017 after Johnson et al. 2016)."""
+    arch: Literal["resnet_translator"] = "resnet_translator"
+    blocks: int = Field(9, ge=0, le=30, description="residual blocks at 1/4 resolution (9 at 256 px, 6 at 128)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside the residual blocks (off in CycleGAN)")
+
+
 # One class per architecture: a field that the chosen architecture lacks is an error that names it.
 ModelConfig = Annotated[DcganModel | SnganModel | StyleGAN2Model | ResCNNModel | SRResNetModel | RRDBModel |
-                        UNetModel, Field(discriminator="arch")]
+                        UNetModel | ContextEncoderModel | DeepFillModel | UNetTranslatorModel |
+                        ResNetTranslatorModel, Field(discriminator="arch")]
 
 # The tasks (tasks/__init__.py has the classes) and the architectures each can train; the first is the default.
 TASK_ARCHS: dict[str, tuple[str, ...]] = {
+    "pix2pix": ("unet_translator", "resnet_translator"),
+    "cyclegan": ("resnet_translator", "unet_translator"),
     "gan": ("dcgan", "sngan", "stylegan2"),
     "restore": ("rescnn", "srresnet", "rrdb", "unet"),
+    "inpaint": ("deepfill", "context_encoder"),
 }
 
 
@@ -236,8 +310,58 @@ class RestoreLoss(_Strict):
         return self
 
 
+class Pix2PixLoss(_Strict):
+    """pix2pix (Isola et al. 2017, eq. 4): G* = arg min_G max_D L_cGAN(G, D) + lambda L_L1(G), D conditioned on the
+    input (it sees concat(A, B))."""
+    task: Literal["pix2pix"] = "pix2pix"
+    adversarial: Literal["ns", "lsgan"] = Field("ns", description="ns: the paper's cGAN loss (non-saturating G); "
+                                                "lsgan: least squares")
+    l1_weight: float = Field(100.0, ge=0.0, le=1e4, description="lambda of the L1 term (the paper: 100)")
+    lr_decay_start: float = Field(1.0, ge=0.0, le=1.0, description="fraction of run.kimg after which both "
+                                  "learning rates fall linearly to 0 (1 = constant, the paper)")
+
+
+class CycleGANLoss(_Strict):
+    """CycleGAN (Zhu et al. 2017, eq. 3 and sec. 4): LSGAN for both mappings + lambda (cycle A->B->A and B->A->B, L1)
+    + identity_weight * lambda * identity (G(B) = B, F(A) = A; sec. 5.2), D trained on a history of 50 fakes."""
+    task: Literal["cyclegan"] = "cyclegan"
+    adversarial: Literal["lsgan", "ns"] = Field("lsgan", description="lsgan: the paper's least-squares loss")
+    cycle_weight: float = Field(10.0, ge=0.0, le=1e4, description="lambda of the cycle-consistency L1 (the paper: 10)")
+    identity_weight: float = Field(0.5, ge=0.0, le=100.0, description="identity loss weight, times cycle_weight "
+                                   "(the paper: 0.5; 0 = off)")
+    pool_size: int = Field(50, ge=0, le=10000, description="D sees fakes from a history of this many per domain "
+                                                           "(Shrivastava et al. 2017; 0 = the newest fakes)")
+    lr_decay_start: float = Field(0.5, ge=0.0, le=1.0, description="fraction of run.kimg after which both "
+                                  "learning rates fall linearly to 0 (the paper: half way)")
+
+
 # The loss section belongs to the task; TrainConfig fills loss.task from its own task field.
-LossConfig = Annotated[GanLoss | RestoreLoss, Field(discriminator="task")]
+class InpaintLoss(_Strict):
+    """Reconstruction plus adversarial loss on composites. DeepFill v2: L1 on the coarse and the refined output over
+    the whole image, 1:1, plus the SN-PatchGAN hinge loss x 1. Context Encoder: L2 over the hole x 0.999 plus the
+    non-saturating adversarial loss x 0.001. A discriminator is trained only when adversarial_weight > 0."""
+    task: Literal["inpaint"] = "inpaint"
+    reconstruction: Literal["l1", "l2"] = Field("l1", description="pixel loss between output and image")
+    region: Literal["image", "hole"] = Field("image", description="where the pixel loss is averaged: the whole "
+                                             "image (DeepFill v2) or the hole only (Context Encoder)")
+    reconstruction_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the (refined) output's loss")
+    coarse_weight: float = Field(1.0, ge=0.0, le=1e4, description="DeepFill: weight of the coarse output's loss")
+    adversarial: Literal["hinge", "ns"] = Field("hinge", description="hinge (SN-PatchGAN) or non-saturating")
+    adversarial_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the G adversarial loss; 0 = no D")
+    d_width: int = Field(64, ge=1, le=1024, description="discriminator channels at the input resolution")
+    d_layers: int = Field(6, ge=1, le=10, description="stride-2 layers of the discriminator (SN-PatchGAN: 6 at "
+                                                      "256 px, a 4x4 map of patch scores)")
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> InpaintLoss:
+        if self.reconstruction_weight + self.coarse_weight + self.adversarial_weight <= 0:
+            raise ValueError("loss.reconstruction_weight, loss.coarse_weight and loss.adversarial_weight are all 0; "
+                             "set at least one > 0")
+        return self
+
+
+LossConfig = Annotated[GanLoss | RestoreLoss | InpaintLoss | Pix2PixLoss | CycleGANLoss,
+                       Field(discriminator="task")]
 
 
 class OptimConfig(_Strict):
@@ -286,8 +410,9 @@ class ConfigChange(_Strict):
 
 class TrainConfig(_Strict):
     preset: str = "custom"
-    task: Literal["gan", "restore"] = Field("gan", description="what is trained: gan (images from noise), "
-                                            "restore (image to image: denoise, ...); see TASK_ARCHS")
+    task: Literal["gan", "restore", "inpaint", "pix2pix", "cyclegan"] = Field(
+        "gan", description="what is trained: gan (images from noise), restore (image to image: denoise, ...), "
+        "inpaint (fill holes), pix2pix and cyclegan (translation); see TASK_ARCHS")
     data: DataConfig = DataConfig()
     model: ModelConfig = DcganModel()
     loss: LossConfig = GanLoss()
@@ -323,6 +448,10 @@ class TrainConfig(_Strict):
             self._gan_checks()
         if self.task == "restore":
             self._restore_checks()
+        if self.task == "inpaint":
+            self._inpaint_checks()
+        if self.task in ("pix2pix", "cyclegan"):
+            self._translate_checks()
         per = self.optim.batch_per_device
         if per is not None and self.optim.batch % per:
             raise ValueError(f"optim.batch={self.optim.batch} must be a multiple of optim.batch_per_device={per}")
@@ -349,6 +478,12 @@ class TrainConfig(_Strict):
         # S) and the target's size without any; the network must upscale by exactly that. Parsed here without
         # torch (data/derive.py validates the rest when the data loads); lq/gt folders are checked by
         # RestoreTask.from_data.
+        if getattr(self.model, "noise_map", False) and not re.search(r"(^|,)\s*(noise:gaussian|second-order):",
+                                                                      self.data.derive):
+            raise ValueError(f"model.noise_map=true (a non-blind denoiser) learns from the noise level of each "
+                             f"training input, so data.derive must add Gaussian noise, e.g. noise:gaussian:0-75; "
+                             f"got data.derive={self.data.derive!r}" + (" (paired lq/gt data carries no noise "
+                             "level)" if not self.data.derive else ""))
         model_scale = getattr(self.model, "scale", 1)
         if self.data.resolution % model_scale:
             raise ValueError(f"data.resolution={self.data.resolution} (the target patch) must be a multiple of "
@@ -366,6 +501,32 @@ class TrainConfig(_Strict):
                f"make them match, e.g. data.derive='downscale:{model_scale}'")
         raise ValueError(f"data.derive={self.data.derive!r} makes inputs {data_scale}x smaller than the target, but "
                          f"model.scale={model_scale} (model.arch={self.model.arch!r}); {fix}")
+
+    def _inpaint_checks(self) -> None:
+        # The generator's stride product: Context Encoder 2^levels, DeepFill 8 (two downsamplings + attention rate 2).
+        stride = 2 ** self.model.levels if self.model.arch == "context_encoder" else 8
+        if self.data.resolution % stride:
+            raise ValueError(f"data.resolution={self.data.resolution} must be a multiple of {stride} for "
+                             f"model.arch={self.model.arch!r}" + (f" with model.levels={self.model.levels}"
+                                                                  if self.model.arch == "context_encoder" else ""))
+
+    def _translate_checks(self) -> None:
+        res, m = self.data.resolution, self.model
+        if self.task == "cyclegan" and self.data.derive:
+            raise ValueError(f"task 'cyclegan' learns from two unpaired domains (trainA/ + trainB/), not derived "
+                             f"pairs; drop data.derive={self.data.derive!r}, or use task 'pix2pix' (--preset "
+                             "pix2pix-64) for derived pairs")
+        if self.data.label_classes is not None and (self.task != "pix2pix" or self.data.derive):
+            raise ValueError("data.label_classes (label-map inputs) needs task 'pix2pix' with paired data (label "
+                             "maps in A/, photos in B/), not derived pairs")
+        if m.arch == "unet_translator" and res % 2**m.depth:
+            raise ValueError(f"data.resolution={res} must be a multiple of 2^model.depth={2**m.depth}; set "
+                             f"model.depth={max(2, (res & -res).bit_length() - 1)} or another resolution")
+        if m.arch == "resnet_translator" and res % 4:
+            raise ValueError(f"data.resolution={res} must be a multiple of 4 for model.arch='resnet_translator'")
+        if m.d_layers > 0 and res < 3 * 2**m.d_layers:
+            raise ValueError(f"data.resolution={res} is too small for a PatchGAN with model.d_layers={m.d_layers} "
+                             f"(needs >= {3 * 2**m.d_layers}); lower model.d_layers")
 
     def r1_gamma_value(self) -> float:
         """R1 weight with 'auto' resolved (GAN task only); see ``GanLoss.r1_gamma_value``."""
@@ -388,7 +549,8 @@ class TrainConfig(_Strict):
 
 _MODEL_CLASSES: dict[str, type[_Strict]] = {
     "dcgan": DcganModel, "sngan": SnganModel, "stylegan2": StyleGAN2Model, "rescnn": ResCNNModel,
-    "srresnet": SRResNetModel, "rrdb": RRDBModel, "unet": UNetModel}
+    "srresnet": SRResNetModel, "rrdb": RRDBModel, "unet": UNetModel, "context_encoder": ContextEncoderModel,
+    "deepfill": DeepFillModel, "unet_translator": UNetTranslatorModel, "resnet_translator": ResNetTranslatorModel}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -478,6 +640,38 @@ PRESETS: dict[str, dict[str, Any]] = {
                                adversarial_weight=1e-3, gan_type="vanilla", discriminator="vgg", d_width=32),
                      optim=dict(g_lr=1e-4, d_lr=1e-4, beta1=0.9, beta2=0.999, batch=16, ema_kimg=0.0),
                      run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
+    # Blind Gaussian denoising (task "restore"), DnCNN-B (Zhang et al. 2017, sec. 4.1): a residual CNN, one model
+    # for every sigma in [0, 55] (DnCNN-B's range, which covers the benchmark's 15/25/50 with room above), 50x50
+    # patches (here 48) and Adam(1e-3, 0.9, 0.999) with L2 (here L1, the project's PSNR-oriented default).
+    # Width 48 and depth 15 (DnCNN-B: 64 and 20) so that it trains on a CPU; receptive field 31 px. No BN
+    # (DnCNN-B has it): in minutes-long CPU runs the BN net trailed the plain one (bench/pretrained.py's probe);
+    # --set model.batch_norm=true for the paper's net on a longer budget.
+    "denoise-blind": dict(task="restore", data=dict(resolution=48, derive="noise:gaussian:0-55", xflip=True),
+                          model=dict(arch="rescnn", width=48, depth=15, batch_norm=False),
+                          loss=dict(pixel="l1"),
+                          optim=dict(g_lr=1e-3, beta1=0.9, beta2=0.999, batch=16, ema_kimg=0.0),
+                          run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
+    # Non-blind Gaussian denoising (task "restore"), FFDNet (Zhang et al. 2018, sec. III-B/IV-A): the noise level
+    # sigma is an input channel, trained on sigma in [0, 75] drawn per image (the level the degradation drew is
+    # the map), 50x50 patches (here 48), Adam(1e-3). FFDNet works on 4 half-resolution sub-images with 12-15
+    # layers of 64-96 channels and BN; here the residual CNN of denoise-blind (no BN, as there) at full
+    # resolution, with the noise map.
+    "denoise-nonblind": dict(task="restore", data=dict(resolution=48, derive="noise:gaussian:0-75", xflip=True),
+                             model=dict(arch="rescnn", width=48, depth=15, batch_norm=False, noise_map=True),
+                             loss=dict(pixel="l1"),
+                             optim=dict(g_lr=1e-3, beta1=0.9, beta2=0.999, batch=16, ema_kimg=0.0),
+                             run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0,
+                                      grid_samples=8)),
+    # De-raining (task "restore"), after ID-CGAN (Zhang, Sindagi & Patel 2017): synthetic rain streaks on clean
+    # photos (data/derive.py's rain op, light to heavy: 1-6 % of the pixels), an encoder-decoder generator (here
+    # the U-Net autoencoder; its 147 px receptive field sees whole streaks, which run 1/8-1/3 of the patch) with
+    # the PSNR-oriented L1 loss only (ID-CGAN adds perceptual and adversarial terms: --set loss.* as esrgan-x4).
+    # 64 px patches, Adam(1e-3, 0.9, 0.999), width 32 (ID-CGAN trains on 256 px with Adam 2e-3).
+    "derain": dict(task="restore", data=dict(resolution=64, derive="rain:0.01-0.06", xflip=True),
+                   model=dict(arch="unet", width=32, levels=3),
+                   loss=dict(pixel="l1"),
+                   optim=dict(g_lr=1e-3, beta1=0.9, beta2=0.999, batch=16, ema_kimg=0.0),
+                   run=dict(kimg=100.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
     # A U-Net denoising autoencoder (task "restore"), L1 on 64 px patches with Gaussian noise (sigma 25 of 255).
     "unet-denoise-25": dict(task="restore", data=dict(resolution=64, derive="noise:gaussian:25", xflip=True),
                             model=dict(arch="unet", width=32, levels=3),
@@ -486,6 +680,89 @@ PRESETS: dict[str, dict[str, Any]] = {
                             run=dict(kimg=50.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8)),
 }
 
+# ---- Inpainting presets (task "inpaint", docs/inpainting.md) ----
+# DeepFill v2 (Yu et al. 2019, sec. 4 and the authors' inpaint.yml): gated coarse-to-fine generator with contextual
+# attention, SN-PatchGAN D (5x5 stride-2 SN convs on image + mask), hinge loss; L1 on the coarse and refined output
+# x 1 each + adversarial x 1; Adam(1e-4, 0.5, 0.999) for both, batch 16; masks the union of a free-form brush mask
+# and a random box, as the reference code. D has log2(res) - 2 layers, so its patch-score map is 4x4 at every size
+# (the paper: 6 at 256 px). 64 px drops the rate-16 dilation (its 16 px feature map would see only padding) and is
+# narrower so that it trains on a CPU; 256 px is the paper's width (cnum 48).
+def _deepfill(resolution: int, width: int, dilations: list[int], d_layers: int) -> dict[str, Any]:
+    return dict(task="inpaint", data=dict(resolution=resolution, masks="free-form+box", xflip=True),
+                model=dict(arch="deepfill", width=width, dilations=dilations),
+                loss=dict(reconstruction="l1", region="image", reconstruction_weight=1.0, coarse_weight=1.0,
+                          adversarial="hinge", adversarial_weight=1.0, d_width=64, d_layers=d_layers),
+                optim=dict(g_lr=1e-4, d_lr=1e-4, beta1=0.5, beta2=0.999, batch=16, ema_kimg=0.0),
+                run=dict(kimg=200.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0, grid_samples=8))
+
+
+PRESETS |= {
+    # Context Encoder (Pathak et al. 2016, sec. 3-4): the central half of the image is the hole (64 px of 128);
+    # L2 over the hole x 0.999 + adversarial (non-saturating) x 0.001; Adam with beta1 0.5 and D's lr 10 times
+    # lower than G's. The bottleneck is 512 channels (the paper: 4000) and D sees the whole composite image.
+    "context-encoder-64": dict(task="inpaint", data=dict(resolution=64, masks="center", xflip=True),
+                               model=dict(arch="context_encoder", width=64, levels=4, bottleneck=512),
+                               loss=dict(reconstruction="l2", region="hole", reconstruction_weight=0.999,
+                                         coarse_weight=0.0, adversarial="ns", adversarial_weight=0.001,
+                                         d_width=64, d_layers=4),
+                               optim=dict(g_lr=2e-4, d_lr=2e-5, beta1=0.5, beta2=0.999, batch=16, ema_kimg=0.0),
+                               run=dict(kimg=200.0, sample_every_kimg=5.0, snapshot_every_kimg=10.0,
+                                        grid_samples=8)),
+    "deepfill-64": _deepfill(64, 16, [2, 4, 8], d_layers=4),
+    "deepfill-128": _deepfill(128, 24, [2, 4, 8, 16], d_layers=5),
+    "deepfill-256": _deepfill(256, 24, [2, 4, 8, 16], d_layers=6),
+}
+
+# ---- Translation presets (tasks "pix2pix" and "cyclegan", docs/translation.md) ----
+# `ganforge train --pairs NAME` sets data.derive to PAIRS[NAME] (or takes NAME as a derive chain): derived pairs.
+PAIRS: dict[str, str] = {
+    "edges": "edges",     # soft Sobel edge map -> photo (pix2pix's edges2shoes, from any photo folder)
+    "gray": "gray",       # BT.601 luma replicated to RGB -> colour photo
+    "lab": "lab",         # CIE L* as one channel -> colour photo (colorization in Lab)
+    "degraded": "blur:0-2,noise:gaussian:0-25,jpeg:40-95",  # degraded -> clean
+}
+
+
+def _pix2pix(resolution: int, depth: int, width: int, batch: int, kimg: float, **data: Any) -> dict[str, Any]:
+    return dict(task="pix2pix", data=dict(resolution=resolution, xflip=True, **data),
+                model=dict(arch="unet_translator", width=width, depth=depth, norm="batch", dropout=0.5,
+                           d_width=width, d_layers=3),
+                loss=dict(adversarial="ns", l1_weight=100.0, lr_decay_start=1.0),
+                optim=dict(g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999, batch=batch, ema_kimg=0.0),
+                run=dict(kimg=kimg, sample_every_kimg=2.0, snapshot_every_kimg=10.0, checkpoint_every_kimg=5.0,
+                         grid_samples=8))
+
+
+def _cyclegan(resolution: int, blocks: int, width: int, batch: int, kimg: float) -> dict[str, Any]:
+    return dict(task="cyclegan", data=dict(resolution=resolution, xflip=True),
+                model=dict(arch="resnet_translator", width=width, blocks=blocks, norm="instance", dropout=0.0,
+                           d_width=width, d_layers=3),
+                loss=dict(adversarial="lsgan", cycle_weight=10.0, identity_weight=0.5, pool_size=50,
+                          lr_decay_start=0.5),
+                optim=dict(g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999, batch=batch, ema_kimg=0.0),
+                run=dict(kimg=kimg, sample_every_kimg=2.0, snapshot_every_kimg=10.0, checkpoint_every_kimg=5.0,
+                         grid_samples=8))
+
+
+PRESETS |= {
+    # pix2pix (Isola et al. 2017, sec. 3-4 and appx. 6): U-Net-256 G (depth 8, 64 channels, BatchNorm, dropout 0.5),
+    # 70x70 PatchGAN D on concat(A, B), cGAN (non-saturating) + 100 x L1, Adam(2e-4, 0.5, 0.999), D then G each
+    # step, batch 1, 200 epochs of facades' 400 images = 80 kimg, constant lr. Inference: eval mode (running BN
+    # statistics, no dropout; docs/translation.md). A|B files, A/ + B/ folders, or --pairs edges|gray|lab|degraded.
+    "pix2pix-256": _pix2pix(256, depth=8, width=64, batch=1, kimg=80.0),
+    # The same at 64 px for a CPU: depth 6 (a 1x1 bottleneck at 64 px), 32 channels, batch 4.
+    "pix2pix-64": _pix2pix(64, depth=6, width=32, batch=4, kimg=20.0),
+    # Colorization in Lab: pix2pix-64 on the CIE L* of each photo (one channel) -> the RGB photo; the translate
+    # pipeline keeps the input's L* and takes only the colours (a*b*) from the model (Zhang et al. 2016's L -> ab).
+    "colorize-64": _pix2pix(64, depth=6, width=32, batch=4, kimg=20.0, derive="lab", channels=3),
+    # CycleGAN (Zhu et al. 2017, sec. 4 and appx. 7): ResNet G with 9 blocks at 256 px, 64 channels, InstanceNorm;
+    # 70x70 PatchGAN D; LSGAN, cycle lambda 10, identity 0.5 x lambda, a history of 50 fakes per D; Adam(2e-4,
+    # 0.5, 0.999), batch 1; 100 epochs constant lr and 100 decaying linearly to 0 (lr_decay_start 0.5);
+    # horse2zebra's ~1,100 images x 200 epochs = 220 kimg.
+    "cyclegan-256": _cyclegan(256, blocks=9, width=64, batch=1, kimg=220.0),
+    # The same at 64 px for a CPU: 6 blocks (the paper's 128 px choice), 32 channels, batch 4.
+    "cyclegan-64": _cyclegan(64, blocks=6, width=32, batch=4, kimg=20.0),
+}
 
 _TAGS = {"model": set(_MODEL_CLASSES), "loss": set(TASK_ARCHS)}
 

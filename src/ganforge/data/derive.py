@@ -4,7 +4,7 @@ target, so any image folder becomes paired data (noisy -> clean, gray -> color, 
 A spec is a comma-separated chain of ops, applied left to right to the clean crop; each op is a name and
 colon-separated parameters. LO-HI is a closed range sampled uniformly per image; a single number is fixed.
 
-    noise:gaussian:SIGMA|LO-HI    additive white Gaussian noise, sigma in 0..255 units (5-50: blind, DnCNN-B)
+    noise:gaussian:SIGMA|LO-HI    additive white Gaussian noise, sigma in 0..255 units (0-55: blind, DnCNN-B)
     noise:poisson:PEAK|LO-HI      photon-count noise, x ~ Poisson(PEAK * clean) / PEAK, clean in [0, 1]; low PEAK
                                   (e.g. 10-100) is low-dose style (CT); PEAK in 0.1..100000
     noise:saltpepper:AMOUNT|LO-HI this fraction (0..1) of pixels set to black or white, half each on average
@@ -13,6 +13,7 @@ colon-separated parameters. LO-HI is a closed range sampled uniformly per image;
     rain:DENSITY|LO-HI            synthetic rain streaks covering about DENSITY (0..0.5) of the pixels
     gray, gray:1                  ITU-R BT.601 luma, replicated to the target's channels / as one channel
     edges, edges:1                soft Sobel edge map in [-1, 1], dark lines on white / as one channel
+    lab                           CIE L* lightness as one channel (colorization in Lab; data/color.py)
     downscale:S[:MODE]            S in {2, 3, 4}, MODE bicubic (default, antialiased), bilinear (antialiased) or
                                   area; the input is S times smaller. Factors multiply along a chain; the product
                                   must be 2, 3 or 4
@@ -24,6 +25,11 @@ Every op takes the batch `x` (float [N, C, H, W] in [-1, 1]) and the step's `tor
 derived batch in [-1, 1]. Randomness comes only from the generator, so a batch is a function of (indices,
 generator state). Draw order: the ops in chain order; within an op, as its docstring says (per-image
 parameters first, as `rand(N)`, then the noise field or per-image draws in image order).
+
+Side channel: `derive(x, gen, info={})` also returns, in `info`, what a model may be told at inference time:
+``info["sigma"]`` [N], the per-image Gaussian noise level (a non-blind denoiser's noise map). It draws nothing,
+so batches (and the golden runs) are identical with or without it; `RecordingDerive` keeps the latest call's
+`info` for callers, such as `data.pairs`, that only return the derived input.
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["DERIVES", "PRESETS", "Derive", "Step", "blur", "downscale", "gaussian_noise", "grayscale", "jpeg",
-           "parse_derive", "poisson_noise", "rain", "salt_pepper", "sobel_edges"]
+from ganforge.data.color import lightness
+
+__all__ = ["DERIVES", "PRESETS", "REPORTS", "Derive", "RecordingDerive", "Step", "blur", "downscale",
+           "gaussian_noise", "grayscale", "jpeg", "parse_derive", "poisson_noise", "rain", "salt_pepper", "sobel_edges"]
 
 _LUMA_601 = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B (PIL's "L" uses the same)
 _EDGE_SOFTNESS = 2.0  # Sobel magnitude (in [-1, 1] units) that maps to tanh(1): a step of a quarter of the range
@@ -74,12 +82,19 @@ def _from_unit(u: Tensor) -> Tensor:
 
 
 # Additive white Gaussian noise, y = x + n with n ~ N(0, sigma^2) (DnCNN, Zhang et al. 2017, Sec. 4.1).
-def gaussian_noise(x: Tensor, gen: torch.Generator, sigma: tuple[float, float]) -> Tensor:
+def gaussian_noise(x: Tensor, gen: torch.Generator, sigma: tuple[float, float],
+                   info: dict[str, Tensor] | None = None) -> Tensor:
     """`x` plus Gaussian noise of standard deviation sigma (0..255 units) drawn per image from the closed range
     `sigma` (lo == hi for a fixed level); clipped to [-1, 1] like a saved 8-bit photo, not quantized.
-    Draws sigma `rand(N)`, then the noise `randn(N, C, H, W)`."""
+    Draws sigma `rand(N)`, then the noise `randn(N, C, H, W)`. With `info`, records the drawn levels there as
+    ``info["sigma"]`` [N] (float32, CPU, 0..255 units), combined with any level an earlier op of the chain
+    recorded as sqrt(a^2 + b^2), the standard deviation of the sum of independent noises (a non-blind
+    denoiser's noise map, FFDNet)."""
     s = _per_image(sigma, gen, x)  # [N], 0..255 units
     n = _draw(tuple(x.shape), gen, x, normal=True)  # [N, C, H, W]
+    if info is not None:
+        level = s.detach().float().cpu()
+        info["sigma"] = level if "sigma" not in info else torch.hypot(info["sigma"], level)
     return (x + (s / 127.5)[:, None, None, None] * n).clamp(-1.0, 1.0)
 
 
@@ -233,6 +248,19 @@ def downscale(x: Tensor, gen: torch.Generator, factor: int, mode: str = "bicubic
     return y.clamp(-1.0, 1.0)  # bicubic overshoots at edges
 
 
+# CIE L* of the photo, for colorization in Lab (data/color.py): the model sees the lightness and learns the
+# colours; the translate pipeline keeps the input's L* under the model's colours.
+def lab_lightness(x: Tensor, gen: torch.Generator, one_channel: bool = True) -> Tensor:
+    """CIE 1976 L* of `x` as one channel `[N, 1, H, W]` in [-1, 1] (L* / 50 - 1). Draws nothing."""
+    return lightness(x)
+
+
+def _lab_params(token: str, params: list[str]) -> tuple[dict[str, Any], str]:
+    if params:
+        raise ValueError(f"derive spec {token!r}: write lab (the CIE L* lightness as one channel; colorization)")
+    return {"one_channel": True}, "lab"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Spec strings
 
@@ -296,7 +324,11 @@ DERIVES: dict[str, tuple[Callable[..., Tensor], Callable[[str, list[str]], tuple
     "gray": (grayscale, _channel_params),
     "edges": (sobel_edges, _channel_params),
     "downscale": (downscale, _downscale_params),
+    "lab": (lab_lightness, _lab_params),
 }
+
+# Ops that can report what they drew into a chain's `info` side channel, and the key each writes.
+REPORTS: dict[Callable[..., Tensor], str] = {gaussian_noise: "sigma"}
 
 # Named chains; {S} is the preset's one parameter, a scale in 2, 3, 4.
 PRESETS: dict[str, str] = {
@@ -306,7 +338,7 @@ PRESETS: dict[str, str] = {
                     "blur:0.2-1.5,noise:gaussian:1-25,jpeg:30-95",
 }
 _SPEC_HELP = ("noise:gaussian:SIGMA, noise:poisson:PEAK, noise:saltpepper:AMOUNT, blur:SIGMA, jpeg:Q, "
-              "rain:DENSITY (each also LO-HI), gray[:1], edges[:1], downscale:S[:bicubic|bilinear|area], "
+              "rain:DENSITY (each also LO-HI), gray[:1], edges[:1], lab, downscale:S[:bicubic|bilinear|area], "
               "second-order:S; chain them with commas")
 
 
@@ -321,16 +353,29 @@ class Step:
 
 @dataclass(frozen=True)
 class Derive:
-    """A parsed derive chain: call it as `derive(x, gen)` on a clean batch `[N, C, H, W]` in [-1, 1]."""
+    """A parsed derive chain: call it as `derive(x, gen)` on a clean batch `[N, C, H, W]` in [-1, 1].
+
+    `derive(x, gen, info={})` also fills `info` with what the chain drew that a model may be told at inference
+    (the side channel): ``"sigma"`` [N], the Gaussian noise level per image in 0..255 units, when the chain
+    adds Gaussian noise (see `gaussian_noise`; the ops in `REPORTS` write it). Recording draws nothing, so the
+    derived batch is bit-identical with or without `info`."""
 
     spec: str
     steps: tuple[Step, ...]
 
-    def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
+    def __call__(self, x: Tensor, gen: torch.Generator, info: dict[str, Tensor] | None = None) -> Tensor:
         assert x.ndim == 4, f"expected [N, C, H, W], got {tuple(x.shape)}"
         for step in self.steps:
-            x = step.fn(x, gen, **step.kwargs)
+            if info is not None and step.fn in REPORTS:
+                x = step.fn(x, gen, info=info, **step.kwargs)
+            else:
+                x = step.fn(x, gen, **step.kwargs)
         return x
+
+    @property
+    def reports(self) -> frozenset[str]:
+        """The `info` keys this chain fills, e.g. {"sigma"} for a chain with Gaussian noise."""
+        return frozenset(REPORTS[step.fn] for step in self.steps if step.fn in REPORTS)
 
     @property
     def scale(self) -> int:
@@ -340,6 +385,29 @@ class Derive:
     def input_channels(self, channels: int) -> int:
         """Channels of the derived input for a target with `channels` channels."""
         return 1 if any(step.kwargs.get("one_channel") for step in self.steps) else channels
+
+
+@dataclass(frozen=True)
+class RecordingDerive(Derive):
+    """A `Derive` that keeps the `info` of its latest call in `last` (replaced on every call), for a caller
+    that only sees the derived input: a data class calls ``derive(target, gen)`` and its owner reads
+    ``derive.last["sigma"]`` right after ``fetch``. Same spec, steps and draws as the chain it was made from
+    (`RecordingDerive.of`), so fingerprints and batches do not change."""
+
+    last: dict[str, Tensor] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, derive: Derive) -> RecordingDerive:
+        return cls(spec=derive.spec, steps=derive.steps)
+
+    def __call__(self, x: Tensor, gen: torch.Generator, info: dict[str, Tensor] | None = None) -> Tensor:
+        record: dict[str, Tensor] = {}
+        y = super().__call__(x, gen, info=record)
+        self.last.clear()
+        self.last.update(record)
+        if info is not None:
+            info.update(record)
+        return y
 
 
 def _parse_token(token: str) -> Step:

@@ -11,6 +11,8 @@ checkpoints and snapshots) without ever naming a module.
     snapshot_modules  {"G": "G_ema"}: name in the snapshot -> module it is taken from
     optimizers()      {"G": Adam, "D": Adam}: keyed by the module a phase trains (``Phase.module``)
     phases()          [Phase("D", "D", 1, ...), ...]: run in order when step % interval == 0
+    lr_scale(step, total_steps)  optional: a factor on every optimizer's configured lr for this step (a schedule,
+                      e.g. CycleGAN's linear decay to 0); tasks without it train at the configured lr
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ noise:gaussian:25 or downscale:4) applied on the fly to random patches. The inpu
            when alone) + perceptual_weight * feature loss (losses_perceptual.py) + adversarial_weight * G loss
 
 The U-Net D scores every pixel: its loss is applied per pixel (the means run over N x H x W scores), as Real-ESRGAN.
+
+A non-blind denoiser (rescnn with ``model.noise_map``, FFDNet) is also told each input's noise level: when the
+derive chain adds Gaussian noise, batches carry ``"sigma"`` [N] (0..255 units), the level the chain drew for that
+image (data/derive.py's side channel, read through ``NoiseLevelPairs``), and every call of the net passes it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from torch import Tensor, nn
 from ganforge.config import DataConfig, OptimConfig, ResCNNModel, RestoreLoss, RRDBModel, SRResNetModel, UNetModel
 from ganforge.core.grid import to_uint8
 from ganforge.data.batches import TrainData
-from ganforge.data.pairs import load_pairs
+from ganforge.data.derive import RecordingDerive, parse_derive
+from ganforge.data.pairs import PairBatches, load_pairs
 from ganforge.losses import get_adversarial, ragan_d, ragan_g
 from ganforge.losses_perceptual import PerceptualLoss
 from ganforge.nets import build_net
@@ -45,7 +50,7 @@ def build_restorer(model: RestoreModel, channels: int) -> nn.Module:
     """The network of ``model.arch`` (config.TASK_ARCHS["restore"]) with its constructor kwargs from the config."""
     if model.arch == "rescnn":
         return build_net("rescnn", channels=channels, width=model.width, depth=model.depth,
-                         batch_norm=model.batch_norm)
+                         batch_norm=model.batch_norm, noise_map=model.noise_map)
     if model.arch == "srresnet":
         return build_net("srresnet", channels=channels, width=model.width, blocks=model.blocks, scale=model.scale)
     if model.arch == "rrdb":
@@ -54,6 +59,27 @@ def build_restorer(model: RestoreModel, channels: int) -> nn.Module:
     if model.arch == "unet":
         return build_net("unet", channels=channels, width=model.width, levels=model.levels)
     raise ValueError(f"model.arch={model.arch!r} is not a restoration network; valid: rescnn, srresnet, rrdb, unet")
+
+
+class NoiseLevelPairs:
+    """Derived pairs whose batches also carry ``"sigma"`` [N]: the Gaussian noise level (0..255 units) the derive
+    chain drew for each input, on the batch's device. Everything else is the wrapped ``PairBatches``'s (same
+    fingerprint, same draws: recording draws nothing). The chain must be a ``RecordingDerive``, which keeps the
+    side channel of its latest call; ``fetch`` reads it right after the batch is made."""
+
+    def __init__(self, pairs: PairBatches):
+        assert isinstance(pairs.derive, RecordingDerive) and "sigma" in pairs.derive.reports
+        self.pairs = pairs
+
+    def __getattr__(self, name: str) -> Any:  # name, channels, report, scale, input_channels, derive, ...
+        return getattr(self.pairs, name)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def fetch(self, idx: np.ndarray, gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+        batch = self.pairs.fetch(idx, gen, device)
+        return {**batch, "sigma": self.pairs.derive.last["sigma"].to(device)}
 
 
 class RestoreTask:
@@ -79,6 +105,7 @@ class RestoreTask:
         # The frozen feature network is not a task module: neither trained nor checkpointed (fixed weights or seed).
         self.perceptual = PerceptualLoss(loss.perceptual) if loss.perceptual_weight > 0 else None
         self.resumed_perceptual: str | None = None  # the feature network named in the checkpoint we resume
+        self.noise_map = bool(getattr(model, "noise_map", False))  # non-blind: every net call gets the batch's sigma
         self.gan = loss.adversarial_weight > 0
         if self.gan:
             self.D = build_net(f"{loss.discriminator}.D", channels=channels, width=loss.d_width)
@@ -105,6 +132,10 @@ class RestoreTask:
         if data_scale != model_scale:
             raise ValueError(f"the data's input is {data_scale}x smaller than its target (data.scale={data_scale}), "
                              f"but model.scale={model_scale}; set model.scale={data_scale} or use data of that scale")
+        if getattr(model, "noise_map", False) and not isinstance(data, NoiseLevelPairs):
+            raise ValueError("model.noise_map=true (a non-blind denoiser) needs the noise level of every training "
+                             "input: derive the inputs with Gaussian noise (data.derive=noise:gaussian:0-75); "
+                             "paired data carries no noise level")
         if loss.adversarial_weight > 0 and loss.discriminator == "vgg" and resolution < 32:
             raise ValueError(f"data.resolution={resolution}: loss.discriminator='vgg' needs target patches of at "
                              "least 32 px; raise data.resolution or use loss.discriminator='unet'")
@@ -116,8 +147,19 @@ class RestoreTask:
 
     @staticmethod
     def load_data(data: DataConfig, device: torch.device) -> TrainData:
-        return load_pairs(data.source, data.resolution, derive=data.derive or None, channels=data.channels,
-                          max_images=data.max_images, seed=data.subset_seed, xflip=data.xflip, rot90=data.rot90)
+        """Pairs (lq/ + gt/, A/ + B/, A|B files) or derived pairs; a chain that adds Gaussian noise also gives each
+        batch its per-image noise level "sigma" (``NoiseLevelPairs``), which a non-blind net needs."""
+        derive = parse_derive(data.derive) if data.derive else None
+        if derive is not None and "sigma" in derive.reports:
+            derive = RecordingDerive.of(derive)
+        pairs = load_pairs(data.source, data.resolution, derive=derive, channels=data.channels,
+                           max_images=data.max_images, seed=data.subset_seed, xflip=data.xflip, rot90=data.rot90)
+        return NoiseLevelPairs(pairs) if isinstance(derive, RecordingDerive) else pairs
+
+    def restore(self, net: nn.Module, batch: dict[str, Tensor], y: Tensor | None = None) -> Tensor:
+        """``net(y)``, with the batch's per-image noise level for a non-blind net; ``y`` defaults to the input."""
+        y = batch["input"] if y is None else y
+        return net(y, batch["sigma"][:y.shape[0]]) if self.noise_map else net(y)
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         betas = (optim.beta1, optim.beta2)
@@ -131,17 +173,17 @@ class RestoreTask:
         return [Phase("D", "D", 1, self.d_main), net] if self.gan else [net]
 
     def d_main(self, inp: StepInputs) -> dict[str, Tensor]:
-        y, x = inp.batch["input"], inp.batch["target"]                                  # [N, C, H, W] each
+        x = inp.batch["target"]                                                         # [N, C, H, W]
         with torch.no_grad():
-            fake = self.net(y)                                                          # [N, C, H, W]
+            fake = self.restore(self.net, inp.batch)                                    # [N, C, H, W]
         real_s, fake_s = self.D(x), self.D(fake)                                        # [N] or [N, 1, H, W]
         loss = self.adv_d(real_s, fake_s)
         return {"D_adv": loss.detach(), "D_real": real_s.mean().detach(), "D_fake": fake_s.mean().detach(),
                 "loss": loss}
 
     def net_main(self, inp: StepInputs) -> dict[str, Tensor]:
-        y, x = inp.batch["input"], inp.batch["target"]                                  # [N, C, H, W] each
-        out = self.net(y)
+        x = inp.batch["target"]                                                         # [N, C, H, W]
+        out = self.restore(self.net, inp.batch)                                         # [N, C, H, W]
         pixel = self.pixel(out, x)
         if self.perceptual is None and not self.gan:
             return {"pixel": pixel.detach(), "loss": pixel}  # PSNR-oriented: exactly the pixel loss
@@ -167,7 +209,7 @@ class RestoreTask:
         was_training = net.training
         net.eval()  # BatchNorm: use the running statistics, and do not update them with the preview
         with torch.no_grad():
-            out = net(y).clamp(-1, 1)
+            out = self.restore(net, {k: v.to(device) for k, v in self.preview_batch.items()}, y).clamp(-1, 1)
         net.train(was_training)
         if y.shape[-1] != x.shape[-1]:  # a smaller input (super-resolution) is shown enlarged
             y = F.interpolate(y, size=x.shape[-2:], mode="nearest")
@@ -176,6 +218,8 @@ class RestoreTask:
 
     def snapshot_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"scale": getattr(self.model, "scale", 1), "receptive_field": self.net.receptive_field}
+        if self.noise_map:
+            meta["noise_map"] = True  # the restore pipeline asks for sigma (ganforge denoise --sigma)
         if self.perceptual is not None:
             meta["perceptual"] = self.perceptual.name  # which feature network trained this model
         return meta

@@ -245,6 +245,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     tick_every, sample_every = _every(rc.tick_kimg, oc.batch), _every(rc.sample_every_kimg, oc.batch)
     snap_every, ckpt_every = _every(rc.snapshot_every_kimg, oc.batch), _every(rc.checkpoint_every_kimg, oc.batch)
     phases = task.phases()
+    # An optional learning-rate schedule of the task (tasks/base.py, e.g. CycleGAN's linear decay): each step's lr
+    # is the config's lr x task.lr_scale(step, total_steps), a function of the step, so resume stays exact.
+    lr_scale = getattr(task, "lr_scale", None)
+    base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in opts.items()}
     acc = StatsAccumulator()
     t_start = t_tick = time.perf_counter()
     # The tick in progress at the checkpoint continues, so stats.jsonl after a resume equals an uninterrupted
@@ -275,6 +279,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             data_time += time.perf_counter() - t0
 
             # -- Phases --
+            if lr_scale is not None:
+                factor = lr_scale(step, total_steps)
+                for name, opt in opts.items():
+                    for g, lr in zip(opt.param_groups, base_lrs[name], strict=True):
+                        g["lr"] = lr * factor
             for phase in phases:
                 if step % phase.interval:
                     continue

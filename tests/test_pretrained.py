@@ -1,0 +1,81 @@
+"""The shipped restoration models (src/ganforge/pretrained/): each installed one loads through the registry and does
+its job on a held-out photo (scikit-image's astronaut and coffee are in the held-out split, docs/pretrained.md).
+Thresholds sit well below the measured values (docs/restoration.md) so they check the files, not the noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ganforge import pretrained
+from ganforge.data.derive import gaussian_noise, rain
+from ganforge.metrics.image import psnr
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def shipped(name: str):
+    p = pretrained.PRETRAINED[name]
+    if not p.installed:
+        pytest.skip(f"shipped model {name} is not installed in this copy")
+    return pretrained.load_restorer(name, p.command)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A 128 x 128 RGB crop of a held-out photo (uint8 HWC)."""
+    return np.ascontiguousarray(skimage_data.astronaut()[40:168, 180:308])
+
+
+def _degrade(op, pixels: np.ndarray, seed: int, *args) -> np.ndarray:
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
+    y = op(x, torch.Generator().manual_seed(seed), *args)
+    return ((y[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+
+
+def test_registry_lists_the_shipped_files():
+    names = {p.name for p in pretrained.installed()}
+    assert {"sr-x4-psnr", "denoise-blind", "derain"} <= names  # what the README's commands use by default
+
+
+def test_sr_x4_psnr_beats_bicubic(photo):
+    from PIL import Image
+
+    pipe = shipped("sr-x4-psnr")
+    small = np.asarray(Image.fromarray(photo).resize((32, 32), Image.Resampling.BICUBIC))
+    ours = pipe(small)
+    bicubic = np.asarray(Image.fromarray(small).resize((128, 128), Image.Resampling.BICUBIC))
+    assert ours.shape == photo.shape and ours.dtype == np.uint8
+    gain = float(psnr(ours, photo, crop_border=4, y_channel=True) - psnr(bicubic, photo, crop_border=4,
+                                                                           y_channel=True))
+    assert gain > 0.3, gain
+
+
+def test_denoise_blind_removes_noise(photo):
+    pipe = shipped("denoise-blind")
+    noisy = _degrade(gaussian_noise, photo, 0, (25.0, 25.0))
+    clean = pipe(noisy)
+    before, after = float(psnr(noisy, photo)), float(psnr(clean, photo))
+    assert after > before + 5, (before, after)
+
+
+def test_derain_removes_streaks(photo):
+    pipe = shipped("derain")
+    rainy = _degrade(rain, photo, 0, (0.04, 0.04))
+    clear = pipe(rainy)
+    before, after = float(psnr(rainy, photo)), float(psnr(clear, photo))
+    assert after > before + 3, (before, after)
+
+
+def test_export_takes_a_shipped_name(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from typer.testing import CliRunner
+
+    from ganforge.cli import app
+
+    shipped("sr-x4-psnr")
+    res = CliRunner().invoke(app, ["export", "sr-x4-psnr", "-o", str(tmp_path / "sr.onnx"), "--tile", "32"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "sr.onnx").stat().st_size > 100_000 and "max abs error" in res.output
