@@ -42,6 +42,7 @@ from ganforge.data.sources import (
     parallel_map,
     preview,
     probe_entry,
+    read_entry,
     sanitize_name,
     subset,
 )
@@ -105,6 +106,7 @@ class IntakeReport:
     missing_counts: dict[str, int] = field(default_factory=dict)  # folder -> how many files lack a partner there
     size_mismatches: list[str] = field(default_factory=list)  # the first pairs whose sizes disagree
     size_mismatch_count: int = 0
+    mask_coverage: dict[str, float] | None = None  # images/ + masks/: hole share of the masks (mask_coverage_stats)
 
     def to_dict(self) -> dict:
         """JSON-ready: sizes as "WxH" keys, skipped files as {path, reason}."""
@@ -117,7 +119,7 @@ class IntakeReport:
                 "layout": self.layout, "partner_counts": dict(self.partner_counts), "pairs": self.pairs,
                 "scale": self.scale, "missing_partners": {k: list(v) for k, v in self.missing_partners.items()},
                 "missing_counts": dict(self.missing_counts), "size_mismatches": list(self.size_mismatches),
-                "size_mismatch_count": self.size_mismatch_count}
+                "size_mismatch_count": self.size_mismatch_count, "mask_coverage": self.mask_coverage}
 
     def summary_lines(self) -> list[str]:
         """Human-readable lines for the CLI and logs."""
@@ -171,6 +173,8 @@ class IntakeReport:
             lines.append(f"no partner in {folder}/: {count} files of {other}/ ({preview(names, count)})")
         if self.size_mismatch_count:
             lines.append(f"size mismatches: {self.size_mismatch_count} (first: {'; '.join(self.size_mismatches[:3])})")
+        if self.mask_coverage:
+            lines.append(mask_coverage_line(self.mask_coverage))
         return lines
 
 
@@ -345,6 +349,9 @@ def inspect_source(source: str | Path, split: Split = "train", *, max_pixels: in
             _count_loaded(report, probe, class_names, class_of, i)
     if layout.kind != "images":
         _inspect_layout(report, layout, {e.key: p.oriented for e, p in zip(listing.images, probes, strict=True)})
+    if layout.kind == "masked":
+        with contextlib.closing(open_reader(listing)) as reader:
+            report.mask_coverage = _mask_coverage(reader, layout.sides[1], max_pixels)
     elif report.files_loaded and all(p.oriented[0] // 2 == p.oriented[1] for p in probes if p.error is None):
         report.notes.append("every image is twice as wide as tall: side-by-side A|B pairs for `load_pairs` "
                             "(left half = input, right half = target)")
@@ -368,6 +375,43 @@ def _inspect_layout(report: IntakeReport, layout: Layout, oriented: dict[str, tu
             allow_scale=layout.kind != "masked",
         )
     record_layout(report, layout, matching, check)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Mask coverage (images/ + masks/ inpainting data; data/masks.py logs the same numbers for generated masks).
+
+MASK_THRESHOLD = 127  # a mask pixel whose gray value is above this is a hole (white = hole), as data/pairs.py
+
+
+def mask_coverage_stats(fractions: np.ndarray) -> dict[str, float]:
+    """Hole share per mask (floats in [0, 1]) -> count, mean, 10th/50th/90th percentiles, and the share of masks
+    in the 10-20 % and 30-40 % coverage bands (the bands the inpainting benchmark reports)."""
+    f = np.asarray(fractions, dtype=np.float64).reshape(-1)
+    if f.size == 0:
+        return {"count": 0}
+    p10, p50, p90 = np.percentile(f, [10, 50, 90])
+    return {"count": int(f.size), "mean": float(f.mean()), "p10": float(p10), "p50": float(p50), "p90": float(p90),
+            "band_10_20": float(((f >= 0.1) & (f < 0.2)).mean()), "band_30_40": float(((f >= 0.3) & (f < 0.4)).mean())}
+
+
+def mask_coverage_line(stats: dict[str, float]) -> str:
+    """One report line for ``mask_coverage_stats``: 'mask coverage: mean 23.1% (p10 ..., p50 ..., p90 ...); ...'."""
+    if not stats.get("count"):
+        return "mask coverage: no readable masks"
+    return (f"mask coverage: mean {stats['mean']:.1%} (p10 {stats['p10']:.1%}, p50 {stats['p50']:.1%}, "
+            f"p90 {stats['p90']:.1%}) over {stats['count']} masks; in 10-20%: {stats['band_10_20']:.0%}, "
+            f"in 30-40%: {stats['band_30_40']:.0%}")
+
+
+def _mask_coverage(reader: Reader, masks: list[Entry], max_pixels: int) -> dict[str, float]:
+    # Decodes each mask as gray, one at a time (memory: one mask); unreadable ones are already in report.skipped.
+    limit = pixel_limit(max_pixels)
+    fractions = []
+    for entry in masks:
+        pixels, error = read_entry(reader, entry, 1, limit)
+        if error is None and pixels.size:
+            fractions.append(float((pixels > MASK_THRESHOLD).mean()))
+    return mask_coverage_stats(np.asarray(fractions))
 
 
 def _check_args(

@@ -1,0 +1,197 @@
+"""DeepFill v2 (Yu et al. 2019, "Free-Form Image Inpainting with Gated Convolution"), in plain PyTorch.
+
+Generator (sec. 3.3, fig. 3; the layer list of the authors' inpaint_model.py with cnum = ``width``):
+
+    input       the image with the hole filled with 0, a ones channel, the mask (1 = hole): C + 2 channels
+    coarse      gated conv5x5 (w), gated 3x3 s2 (2w), 3x3 (2w), 3x3 s2 (4w), 2 x 3x3 (4w), dilated 3x3 (4w) at each
+                rate of ``dilations`` (2, 4, 8, 16), 2 x 3x3 (4w), up x2 + 3x3 (2w), 3x3 (2w), up x2 + 3x3 (w),
+                3x3 (w/2), conv3x3 -> C, tanh
+    refinement  on the coarse result composited into the known pixels (+ the mask): two branches from the same
+                input, each downsampling by 4 with gated convs,
+                  dilated   the coarse trunk's dilated stack
+                  attention gated convs (ReLU last), contextual attention (Yu et al. 2018) at rate 2, 2 gated convs
+                concatenated, 2 gated 3x3 (4w), the coarse decoder again, tanh
+
+A gated convolution (eq. 1) is conv -> 2 x c_out channels: ELU(features) * sigmoid(gating). The reference's gen_conv
+splits its cnum output channels into cnum/2 features and cnum/2 gates, so ``width`` = 24 is its cnum = 48 (about
+4.1 M generator parameters, as the paper). The last layer of each
+stage is a plain conv. Upsampling is nearest x2 then a gated 3x3 conv (the reference's gen_deconv).
+
+Contextual attention (Yu et al. 2018, "Generative Image Inpainting with Contextual Attention", sec. 4.1) matches
+each location of the downsampled (by ``rate``) foreground features against 3x3 patches of the downsampled
+background features (cosine similarity: keys normalised), excludes keys that touch the hole, takes a softmax over
+keys (scale 10), and rebuilds the full-resolution output from the raw 2*rate x 2*rate background patches by a
+transposed convolution (here ``fold``), divided by how many patches cover each pixel. The reference's optional
+"fuse" smoothing of the score map is left out.
+
+Discriminator (sec. 3.2, SN-PatchGAN): ``layers`` conv5x5 stride-2 with spectral norm and LeakyReLU(0.2) on the image
+and the mask; every output of the last feature map is a score (hinge loss over all of them, in the task).
+
+The network runs on any H, W divisible by 8 (two stride-2 downsamplings, then attention at rate 2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+_SLOPE = 0.2
+STRIDE = 8  # H and W must be multiples of this
+
+
+class GatedConv(nn.Module):
+    """Gated convolution (Yu et al. 2019, eq. 1): ELU(W_f x) * sigmoid(W_g x); ``act=None``: a plain conv."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
+                 act: str | None = "elu"):
+        super().__init__()
+        self.act = act
+        self.conv = nn.Conv2d(c_in, c_out * (2 if act else 1), kernel, stride, dilation * (kernel - 1) // 2,
+                              dilation=dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        if self.act is None:
+            return x
+        feat, gate = x.chunk(2, 1)
+        feat = F.elu(feat) if self.act == "elu" else F.relu(feat)
+        return feat * torch.sigmoid(gate)
+
+
+class GatedUp(nn.Module):
+    """Nearest x2 upsampling, then a gated 3x3 conv (the reference's gen_deconv)."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = GatedConv(c_in, c_out, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def contextual_attention(f: Tensor, b: Tensor, mask: Tensor, rate: int = 2, ksize: int = 3,
+                         softmax_scale: float = 10.0) -> tuple[Tensor, Tensor]:
+    """Yu et al. 2018, sec. 4.1: fill ``f`` from patches of ``b``.
+
+    f, b: features [N, C, H, W] (foreground queries, background keys), H and W multiples of ``rate``; mask
+    [N, 1, H, W] with 1 = hole (keys touching it are excluded). Returns (y [N, C, H, W], attention
+    [N, L, Hr, Wr]): L = Hr * Wr keys, one per location of the rate-downsampled grid (Hr = H / rate), key k at
+    (k // Wr, k % Wr); attention[:, :, i, j] sums to 1 over valid keys (all 0 when no key is valid).
+    """
+    n, c, h, w = f.shape
+    assert b.shape == f.shape and mask.shape == (n, 1, h, w), \
+        f"f, b [N, C, H, W] and mask [N, 1, H, W] expected, got {list(f.shape)}, {list(b.shape)}, {list(mask.shape)}"
+    assert h % rate == 0 and w % rate == 0, f"H and W must be multiples of rate={rate}, got {h}x{w}"
+    hr, wr, k_raw = h // rate, w // rate, 2 * rate
+    pad = ksize // 2
+    # Raw 2r x 2r patches of b with stride r, one per low-resolution location: [N, C * 4r^2, L].
+    raw = F.unfold(b, k_raw, padding=rate // 2, stride=rate)
+    # Matching at low resolution (nearest downsampling, as the reference): queries are every location of f.
+    fs, bs = f[:, :, ::rate, ::rate], b[:, :, ::rate, ::rate]                                # [N, C, Hr, Wr]
+    ms = F.max_pool2d(mask, rate)                                                             # [N, 1, Hr, Wr]
+    keys = F.unfold(bs, ksize, padding=pad)                                                   # [N, C*k*k, L]
+    keys = keys / keys.norm(dim=1, keepdim=True).clamp_min(1e-4)
+    queries = F.unfold(fs, ksize, padding=pad)                                                # [N, C*k*k, L]
+    valid = F.unfold(ms, ksize, padding=pad).amax(1) == 0                                     # [N, L] key outside hole
+    scores = torch.bmm(keys.transpose(1, 2), queries) * softmax_scale                         # [N, L keys, L queries]
+    scores = scores.masked_fill(~valid[:, :, None], float("-inf"))
+    att = torch.softmax(scores, dim=1)
+    att = torch.nan_to_num(att, nan=0.0) * valid[:, :, None]                                  # no valid key: zeros
+    # Paste: every query location spreads its weighted raw patch (a transposed conv with stride r).
+    cols = torch.bmm(raw, att)                                                                # [N, C*4r^2, L]
+    y = F.fold(cols, (h, w), k_raw, padding=rate // 2, stride=rate)
+    cover = F.fold(torch.ones_like(cols[:1, :k_raw * k_raw]), (h, w), k_raw, padding=rate // 2, stride=rate)
+    return y / cover, att.reshape(n, hr * wr, hr, wr)
+
+
+class CoarseNet(nn.Module):
+    def __init__(self, c_in: int, c_out: int, w: int, dilations: tuple[int, ...]):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            GatedConv(c_in, w, 5), GatedConv(w, 2 * w, 3, 2), GatedConv(2 * w, 2 * w), GatedConv(2 * w, 4 * w, 3, 2),
+            GatedConv(4 * w, 4 * w), GatedConv(4 * w, 4 * w),
+            *[GatedConv(4 * w, 4 * w, dilation=d) for d in dilations],
+            GatedConv(4 * w, 4 * w), GatedConv(4 * w, 4 * w))
+        self.decoder = Decoder(4 * w, c_out, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class Decoder(nn.Module):
+    """4w at H/4 -> C at H: up + 3x3 (2w), 3x3 (2w), up + 3x3 (w), 3x3 (w/2), conv3x3 -> C, tanh."""
+
+    def __init__(self, c_in: int, c_out: int, w: int):
+        super().__init__()
+        self.net = nn.Sequential(GatedUp(c_in, 2 * w), GatedConv(2 * w, 2 * w), GatedUp(2 * w, w),
+                                 GatedConv(w, max(w // 2, 1)), GatedConv(max(w // 2, 1), c_out, act=None))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(self.net(x))
+
+
+class DeepFillGenerator(nn.Module):
+    def __init__(self, channels: int = 3, width: int = 24, dilations: tuple[int, ...] | list[int] = (2, 4, 8, 16),
+                 attention: bool = True, softmax_scale: float = 10.0):
+        super().__init__()
+        dilations = tuple(int(d) for d in dilations)
+        self.config = dict(channels=channels, width=width, dilations=list(dilations), attention=attention,
+                           softmax_scale=softmax_scale)
+        self.channels, self.attention, self.softmax_scale, self.stride = channels, attention, softmax_scale, STRIDE
+        w = width
+        self.coarse = CoarseNet(channels + 2, channels, w, dilations)
+        self.dilated = nn.Sequential(
+            GatedConv(channels + 2, w, 5), GatedConv(w, w, 3, 2), GatedConv(w, 2 * w), GatedConv(2 * w, 2 * w, 3, 2),
+            GatedConv(2 * w, 4 * w), GatedConv(4 * w, 4 * w),
+            *[GatedConv(4 * w, 4 * w, dilation=d) for d in dilations])
+        if attention:
+            self.att_in = nn.Sequential(
+                GatedConv(channels + 2, w, 5), GatedConv(w, w, 3, 2), GatedConv(w, 2 * w),
+                GatedConv(2 * w, 4 * w, 3, 2), GatedConv(4 * w, 4 * w), GatedConv(4 * w, 4 * w, act="relu"))
+            self.att_out = nn.Sequential(GatedConv(4 * w, 4 * w), GatedConv(4 * w, 4 * w))
+        self.merge = nn.Sequential(GatedConv(8 * w if attention else 4 * w, 4 * w), GatedConv(4 * w, 4 * w))
+        self.decoder = Decoder(4 * w, channels, w)
+
+    def forward(self, image: Tensor, mask: Tensor, return_coarse: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """image [N, C, H, W] in [-1, 1] (hole pixels are ignored), mask [N, 1, H, W] (1 = hole), H and W multiples
+        of 8 -> the refined prediction [N, C, H, W] in [-1, 1]; with ``return_coarse``, (coarse, refined)."""
+        n, c, h, w = image.shape
+        assert c == self.channels and mask.shape == (n, 1, h, w), \
+            f"expected image [N, {self.channels}, H, W] and mask [N, 1, H, W], got {list(image.shape)}, " \
+            f"{list(mask.shape)}"
+        assert h % STRIDE == 0 and w % STRIDE == 0, f"H and W must be multiples of {STRIDE}, got {h}x{w}"
+        known = image * (1 - mask)
+        ones = torch.ones_like(mask)
+        coarse = self.coarse(torch.cat([known, ones, mask], 1))                                  # [N, C, H, W]
+        x = torch.cat([coarse * mask + known, ones, mask], 1)                                    # [N, C+2, H, W]
+        feats = self.dilated(x)                                                                  # [N, 4w, H/4, W/4]
+        if self.attention:
+            a = self.att_in(x)                                                                   # [N, 4w, H/4, W/4]
+            m4 = F.max_pool2d(mask, 4)                                                           # [N, 1, H/4, W/4]
+            a, _ = contextual_attention(a, a, m4, rate=2, softmax_scale=self.softmax_scale)
+            feats = torch.cat([feats, self.att_out(a)], 1)                                       # [N, 8w, H/4, W/4]
+        refined = self.decoder(self.merge(feats))                                                # [N, C, H, W]
+        return (coarse, refined) if return_coarse else refined
+
+
+class SNPatchGAN(nn.Module):
+    def __init__(self, channels: int = 3, width: int = 64, layers: int = 6, max_width: int = 256):
+        super().__init__()
+        self.config = dict(channels=channels, width=width, layers=layers, max_width=max_width)
+        self.channels = channels
+        convs: list[nn.Module] = []
+        c_in = channels + 1
+        for k in range(layers):
+            c = min(width * 2**k, max_width)
+            convs += [spectral_norm(nn.Conv2d(c_in, c, 5, 2, 2)), nn.LeakyReLU(_SLOPE, inplace=True)]
+            c_in = c
+        self.net = nn.Sequential(*convs)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Images [N, C, H, W] in [-1, 1] and masks [N, 1, H, W] -> patch scores [N, F] (every feature of the last
+        map is one score; the hinge loss averages over all)."""
+        assert x.ndim == 4 and x.shape[1] == self.channels and mask.shape == (x.shape[0], 1, *x.shape[2:]), \
+            f"expected [N, {self.channels}, H, W] and [N, 1, H, W], got {list(x.shape)}, {list(mask.shape)}"
+        return self.net(torch.cat([x, mask], 1)).flatten(1)                                     # [N, F]

@@ -1,0 +1,262 @@
+"""Inpainting end to end: contextual attention copies a known patch, the nets run at several sizes from one config,
+both architectures train through ganforge.train with exact resume, the pipeline changes only hole pixels (also on
+large images, via a crop), 16-bit and alpha round-trip, and `ganforge inpaint` (file, folder, errors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import ganforge
+from ganforge.cli import app
+from ganforge.config import ConfigError, resolve_config
+from ganforge.core.imageio import read_image, write_image
+from ganforge.infer.inpaint import InpaintPipeline, binarize_mask
+from ganforge.nets import build_net
+from ganforge.nets.deepfill import contextual_attention
+from ganforge.tasks.inpaint import build_inpainter
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.rundir import read_jsonl
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+# ---- Contextual attention ---------------------------------------------------------------------------------------
+
+
+def test_contextual_attention_copies_the_matching_patch_into_the_hole():
+    torch.manual_seed(0)
+    b = torch.randn(1, 8, 48, 48)
+    b[:, :, 32:48, 32:48] = b[:, :, 0:16, 0:16]   # the hole's surroundings are a copy of the top-left block
+    b = b * 50                                    # large features: the softmax (scale 10) is one-hot
+    mask = torch.zeros(1, 1, 48, 48)
+    mask[:, :, 36:44, 36:44] = 1
+    # Queries: the features with the copy in the hole; keys and raw patches: the hole's content is gone (zeros).
+    y, att = contextual_attention(b, b * (1 - mask), mask, rate=2)
+    assert y.shape == (1, 8, 48, 48) and att.shape == (1, 24 * 24, 24, 24)
+    # The query at the hole's low-resolution location (19, 19) attends to the key 16 locations up and left.
+    assert int(att[0, :, 19, 19].argmax()) == 3 * 24 + 3 and float(att[0, :, 19, 19].max()) > 0.999
+    # Inside the hole the output is the source block's pixels, 32 px up and left.
+    assert torch.allclose(y[:, :, 36:44, 36:44], b[:, :, 4:12, 4:12], atol=1e-3)
+    # Keys touching the hole get no weight; every query's weights sum to 1.
+    hole_keys = torch.nn.functional.max_pool2d(mask, 2)[0, 0].flatten() > 0
+    assert float(att[0][hole_keys].abs().max()) == 0.0
+    assert torch.allclose(att.sum(1), torch.ones(1, 24, 24))
+
+
+def test_contextual_attention_without_a_valid_key_returns_zeros():
+    f = torch.randn(1, 4, 16, 16)
+    y, att = contextual_attention(f, f, torch.ones(1, 1, 16, 16))
+    assert torch.equal(att, torch.zeros_like(att)) and torch.equal(y, torch.zeros_like(y))
+
+
+# ---- Networks ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset,model", [("deepfill-64", {"width": 4, "dilations": [2, 4]}),
+                                          ("context-encoder-64", {"width": 4, "levels": 3, "bottleneck": 8})])
+def test_one_config_runs_at_64_and_128_and_ignores_hole_pixels(preset, model):
+    cfg = resolve_config(preset, {"model": model})
+    torch.manual_seed(0)
+    net = build_inpainter(cfg.model, 3).eval()
+    for size in (64, 128):
+        x = torch.rand(2, 3, size, size) * 2 - 1
+        m = torch.zeros(2, 1, size, size)
+        m[:, :, size // 4 : size // 2, size // 4 : size // 2] = 1
+        y = net(x, m)
+        assert y.shape == (2, 3, size, size) and y.abs().max() <= 1
+        noisy = x + m * torch.randn_like(x)       # other pixels inside the hole: the same output
+        assert torch.allclose(net(noisy, m), y, atol=1e-6)
+    if cfg.model.arch == "deepfill":
+        coarse, refined = net(x, m, return_coarse=True)
+        assert coarse.shape == refined.shape == x.shape
+        d = build_net("deepfill.D", channels=3, width=4, layers=5)
+        assert d(x, m).shape == (2, 4 * 16 * 4 * 4)  # a 4x4 map of patch scores at 128 px
+    with pytest.raises(AssertionError, match="multiples"):
+        net(torch.zeros(1, 3, 60, 60), torch.zeros(1, 1, 60, 60))
+
+
+def test_deepfill_default_width_matches_the_paper_size():
+    n = sum(p.numel() for p in build_net("deepfill").parameters())
+    assert 3.5e6 < n < 4.5e6  # DeepFill v2: 4.1 M generator parameters
+
+
+def test_resolution_must_fit_the_stride():
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        resolve_config("deepfill-64", {"data": {"resolution": 28}})
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        resolve_config("context-encoder-64", {"data": {"resolution": 24}})
+
+
+# ---- Training ---------------------------------------------------------------------------------------------------
+
+
+def _photos(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :56]
+    for i in range(4):
+        img = np.stack([(xx * (3 + i)) % 256, (yy * 5) % 256, rng.integers(0, 256, (48, 56))], -1).astype(np.uint8)
+        Image.fromarray(img).save(root / f"p{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return _photos(tmp_path_factory.mktemp("inpaint") / "photos")
+
+
+def _cfg(preset: str, source: Path, out: Path, kimg: float):
+    model = {"width": 4, "dilations": [2]} if preset.startswith("deepfill") else {"width": 4, "levels": 3,
+                                                                                   "bottleneck": 8}
+    return resolve_config(preset, {
+        "data": {"source": str(source), "resolution": 32},
+        "model": model, "loss": {"d_width": 4, "d_layers": 3}, "optim": {"batch": 4},
+        "run": {"kimg": kimg, "out": str(out), "tick_kimg": 0.004, "sample_every_kimg": 0.016,
+                "snapshot_every_kimg": 0.016, "checkpoint_every_kimg": 0.012, "grid_samples": 4}})
+
+
+@pytest.fixture(scope="module")
+def deepfill_run(photos, tmp_path_factory) -> Path:
+    return ganforge.train(_cfg("deepfill-64", photos, tmp_path_factory.mktemp("runs"), 0.016), progress=False)
+
+
+def test_deepfill_run_folder_and_snapshot(deepfill_run):
+    stats = read_jsonl(deepfill_run / "stats.jsonl")
+    assert [r["step"] for r in stats] == [1, 2, 3, 4]
+    assert all({"loss/rec", "loss/rec_coarse", "loss/adv", "loss/D_adv"} <= set(r) for r in stats)
+    meta = json.loads((deepfill_run / "snapshots" / "latest.json").read_text())
+    assert (meta["task"], meta["pipeline"], meta["arch"]) == ("inpaint", "inpaint", "deepfill")
+    assert set(meta["modules"]) == {"G"} and meta["modules"]["G"]["net"] == "deepfill"
+    assert (meta["resolution"], meta["stride"], meta["masks"]) == (32, 8, "free-form+box")
+    state = ckpt.load_latest_checkpoint(deepfill_run / "checkpoints")[1]
+    assert set(state["modules"]) == {"G", "D"} and set(state["optimizers"]) == {"G", "D"}
+    grid = np.asarray(Image.open(deepfill_run / "samples" / "fakes000000004.png"))
+    assert grid.shape[1] == 3 * 32 + 2 * 2  # masked input | output | real
+    assert "note: masks free-form+box at 32 px, mask coverage: mean" in (deepfill_run / "log.txt").read_text()
+    assert isinstance(ganforge.load(str(deepfill_run)), InpaintPipeline)
+
+
+@pytest.mark.parametrize("preset", ["deepfill-64", "context-encoder-64"])
+def test_resume_is_exact(preset, photos, tmp_path):
+    full = ganforge.train(_cfg(preset, photos, tmp_path / "a", 0.024), progress=False)
+    part = ganforge.train(_cfg(preset, photos, tmp_path / "b", 0.012), progress=False)
+    resumed = ganforge.train(_cfg(preset, photos, tmp_path / "b", 0.024), resume=part, progress=False)
+    keys = ["step", "loss/rec", "loss/adv", "loss/D_adv"]
+    assert [[r[k] for k in keys] for r in read_jsonl(resumed / "stats.jsonl")] == \
+        [[r[k] for k in keys] for r in read_jsonl(full / "stats.jsonl")]
+    a = ckpt.load_latest_checkpoint(full / "checkpoints")[1]["modules"]
+    b = ckpt.load_latest_checkpoint(resumed / "checkpoints")[1]["modules"]
+    assert all(torch.equal(v, b[m][k]) for m in a for k, v in a[m].items())
+
+
+def test_train_cli_masks_flag_and_mask_folder_errors(photos, tmp_path):
+    res = CliRunner().invoke(app, ["train", "--data", str(photos), "--preset", "deepfill-64", "--masks", "box",
+                                   "--dry-run"])
+    assert res.exit_code == 0 and json.loads(res.output)["data"]["masks"] == "box"
+    res = CliRunner().invoke(app, ["train", "--data", str(photos), "--preset", "deepfill-64", "--resolution", "32",
+                                   "--masks", str(tmp_path / "nope"), "--out", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 1 and "no such folder of mask images" in res.output
+
+
+# ---- Pipeline ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipe(deepfill_run) -> InpaintPipeline:
+    return ganforge.load(str(deepfill_run))
+
+
+def test_pipeline_changes_only_the_hole_small_and_large(pipe):
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    hole = np.zeros((30, 40), bool)
+    hole[8:14, 10:20] = True
+    out = pipe(small, hole)
+    assert out.dtype == np.uint8 and out.shape == small.shape
+    assert np.array_equal(out[~hole], small[~hole]) and (out[hole] != small[hole]).any()
+    # A large image: the crop around the hole (twice the hole, at least the model's 32 px), never the whole image.
+    big = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    hole = np.zeros((300, 500), bool)
+    hole[100:110, 200:250] = True
+    assert pipe.crop_box(hole) == (55, 175, 100, 100)
+    out = pipe(big, hole)
+    assert np.array_equal(out[~hole], big[~hole]) and (out[hole] != big[hole]).mean() > 0.9
+    # A hole at the image edge: the crop moves inside the image.
+    edge = np.zeros((300, 500), bool)
+    edge[290:, 480:] = True
+    assert pipe.crop_box(edge) == (260, 460, 40, 40)
+    out = pipe(big, edge, feather=3)
+    assert np.array_equal(out[~edge], big[~edge])
+    assert np.array_equal(pipe(big, np.zeros((300, 500), bool)), big)  # no hole: unchanged
+
+
+def test_pipeline_masks_depths_gray_and_errors(pipe, tmp_path):
+    soft = np.zeros((16, 16), np.uint8)
+    soft[4:8, 4:8], soft[4:8, 8:10] = 255, 100               # canvas anti-aliasing below half: not a hole
+    assert binarize_mask(soft).sum() == 16 and binarize_mask(soft.astype(np.uint16) * 257).sum() == 16
+    img16 = (np.random.default_rng(1).integers(0, 65536, (40, 48, 3))).astype(np.uint16)
+    hole = np.zeros((40, 48), bool)
+    hole[10:20, 10:30] = True
+    out = pipe(img16, hole)
+    assert out.dtype == np.uint16 and np.array_equal(out[~hole], img16[~hole])
+    gray = pipe(img16[:, :, 0], hole)
+    assert gray.shape == (40, 48) and np.array_equal(gray[~hole], img16[:, :, 0][~hole])
+    with pytest.raises(ValueError, match="the mask is 10x10 but the image is 48x40"):
+        pipe(img16, np.zeros((10, 10), bool))
+    # Files: 16-bit RGBA in, alpha untouched; a transparent canvas mask (painted = hole).
+    alpha = np.full((40, 48), 40000, np.uint16)
+    write_image(tmp_path / "in.png", img16, alpha=alpha)
+    canvas = np.zeros((40, 48, 4), np.uint8)
+    canvas[10:20, 10:30] = (255, 0, 0, 255)                  # red strokes on transparent
+    Image.fromarray(canvas, "RGBA").save(tmp_path / "canvas.png")
+    pipe.process_file(tmp_path / "in.png", tmp_path / "canvas.png", tmp_path / "out.png")
+    back = read_image(tmp_path / "out.png")
+    assert back.bit_depth == 16 and np.array_equal(back.alpha, alpha)
+    assert np.array_equal(back.pixels[~hole], img16[~hole]) and not np.array_equal(back.pixels[hole], img16[hole])
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small_mask.png")
+    with pytest.raises(ValueError, match=r"small_mask\.png is 8x8 but .*in\.png is 48x40"):
+        pipe.process_file(tmp_path / "in.png", tmp_path / "small_mask.png", tmp_path / "x.png")
+
+
+# ---- CLI --------------------------------------------------------------------------------------------------------
+
+
+def test_inpaint_cli_file_folder_and_errors(deepfill_run, tmp_path):
+    rng = np.random.default_rng(2)
+    (tmp_path / "imgs" / "sub").mkdir(parents=True)
+    (tmp_path / "masks" / "sub").mkdir(parents=True)
+    m = np.zeros((36, 44), np.uint8)
+    m[5:15, 5:20] = 255
+    for name in ("a", "sub/b", "c", "d"):
+        Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{name}.png")
+    for name in ("a", "sub/b"):
+        Image.fromarray(m).save(tmp_path / "masks" / f"{name}.jpg")
+    Image.fromarray(m[:20]).save(tmp_path / "masks" / "c.png")            # wrong size; d has no mask
+    run = CliRunner().invoke
+    res = run(app, ["inpaint", "--image", str(tmp_path / "imgs" / "a.png"), "--mask",
+                    str(tmp_path / "masks" / "a.jpg"), "-o", str(tmp_path / "a_out.png"), "--model", str(deepfill_run)])
+    assert res.exit_code == 0, res.output
+    a_in, a_out = np.asarray(Image.open(tmp_path / "imgs" / "a.png")), np.asarray(Image.open(tmp_path / "a_out.png"))
+    assert np.array_equal(a_in[m <= 127], a_out[m <= 127])
+    res = run(app, ["inpaint", "--image", str(tmp_path / "imgs"), "--mask", str(tmp_path / "masks"), "-o",
+                    str(tmp_path / "out"), "--model", str(deepfill_run)])
+    assert res.exit_code == 1 and "2 of 4 images were not filled" in res.output
+    assert "c.png is 44x20" in res.output and "no mask d.*" in res.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == \
+        ["a.png", "sub/b.png"]
+    res = run(app, ["inpaint", "--image", str(tmp_path / "imgs" / "a.png"), "--mask", str(tmp_path / "masks" / "a.jpg"),
+                    "-o", str(tmp_path / "x.png")])
+    assert res.exit_code == 1 and "pass --model" in res.output
+    res = run(app, ["inpaint", "--image", str(tmp_path / "nope.png"), "--mask", str(tmp_path / "masks" / "a.jpg"),
+                    "-o", str(tmp_path / "x.png"), "--model", str(deepfill_run)])
+    assert res.exit_code == 1 and "no such file or folder" in res.output
