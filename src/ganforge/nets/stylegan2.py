@@ -333,7 +333,9 @@ class MappingNetwork(nn.Module):
             self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def _embed(self, c: Tensor) -> Tensor:
-        if c.device.type == "cpu" and c.numel() and (int(c.min()) < 0 or int(c.max()) >= self.num_classes):
+        # A data-dependent check: eager CPU calls only (torch.export, used by ONNX export, cannot trace it).
+        if c.device.type == "cpu" and c.numel() and not torch.compiler.is_exporting() \
+                and (int(c.min()) < 0 or int(c.max()) >= self.num_classes):
             raise ValueError(f"labels must be in [0, {self.num_classes - 1}], got {c.tolist()}")
         e = self.embed  # one_hot(c) @ (W * g)^T + b * g_b == (W * g)^T[c] + b * g_b
         return F.embedding(c, (e.weight * e.weight_gain).t()) + e.bias * e.bias_gain  # [N, w_dim]
