@@ -35,6 +35,14 @@ demo: install
 	$(GF) generate $$(ls -d $(DEMO_OUT)/*-shapes-sngan-32 | tail -n1)/snapshots/latest --interpolate 0,7 --frames 40 --out $(DEMO_OUT)/walk.gif
 	@echo "open $(DEMO_OUT)/grid.png and $(DEMO_OUT)/walk.gif"
 
+# The studio (docs/studio.md): a local web app on http://127.0.0.1:$(STUDIO_PORT)/ with the built-in datasets and
+# shipped models; its datasets, runs and job database live in $(STUDIO_DIR). Ctrl-C stops it (jobs checkpoint first).
+STUDIO_DIR ?= .studio
+STUDIO_PORT ?= 8000
+.PHONY: studio
+studio: install
+	$(GF) studio --data-dir $(STUDIO_DIR) --port $(STUDIO_PORT)
+
 # Speed and startup (a few minutes). Keep the machine otherwise idle; results go to bench/results/*.json.
 bench: install
 	$(PY) bench/startup.py
