@@ -75,7 +75,7 @@ def test_bad_snapshots_are_clear_errors(tmp_path):
 
 
 def test_tables_are_explicit():
-    assert set(PIPELINES) == {"generate", "restore"}
+    assert set(PIPELINES) == {"generate", "restore", "inpaint", "translate"}
     from ganforge.config import TASK_ARCHS
     from ganforge.tasks import TASKS
 

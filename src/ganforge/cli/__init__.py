@@ -15,8 +15,12 @@ import sys
 from ganforge.cli import train  # noqa: F401
 from ganforge.cli import generate  # noqa: F401
 from ganforge.cli import restore  # noqa: F401
+from ganforge.cli import inpaint  # noqa: F401
+from ganforge.cli import translate  # noqa: F401
 from ganforge.cli import evaluate  # noqa: F401
 from ganforge.cli import dataset  # noqa: F401
+from ganforge.cli import studio  # noqa: F401
+from ganforge.cli import export  # noqa: F401
 from ganforge.cli.base import app
 
 __all__ = ["app", "main"]

@@ -48,6 +48,10 @@ def train(
                                                      "downscale:S[:bicubic|bilinear|area], second-order:S; e.g. "
                                                      "blur:0.5-2,downscale:4,noise:gaussian:5-50,jpeg:30-95")
                        ] = None,
+    masks: Annotated[str | None, typer.Option(help="inpaint: free-form, box, center, free-form+box, or a folder of "
+                                                   "mask images (white = hole); sets data.masks")] = None,
+    pairs: Annotated[str | None, typer.Option(help="pix2pix: derived pairs from single photos, edges | gray | lab | "
+                                                   "degraded, or a derive chain (sets data.derive)")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="any field: optim.g_lr=1e-4 (repeatable)")] = None,
@@ -59,11 +63,15 @@ def train(
     progress: Annotated[bool, typer.Option(help="show progress")] = True,
 ) -> None:
     """Train a GAN. Example: ganforge train --data shapes --preset dcgan-32 --kimg 0.256 --out /tmp/r"""
-    from ganforge.config import ConfigError, deep_merge, parse_set, resolve_config
+    from ganforge.config import PAIRS, ConfigError, deep_merge, parse_set, resolve_config
 
     try:
+        if pairs is not None and degrade is not None:
+            raise ConfigError("--pairs and --degrade both set data.derive: give one of them")
+        degrade = PAIRS.get(pairs, pairs) if pairs is not None else degrade
         flags: dict[str, dict[str, Any]] = {
-            "data": {"source": data, "resolution": resolution, "max_images": max_images, "derive": degrade},
+            "data": {"source": data, "resolution": resolution, "max_images": max_images, "derive": degrade,
+                     "masks": masks},
             "model": {"cond": cond, "freeze_d": freeze_d},
             "loss": {"adversarial": loss, "r1_gamma": r1_gamma, **_aug_fields(aug)},
             "optim": {"batch": batch, "g_lr": lr, "d_lr": lr, "ema_kimg": ema_kimg},
@@ -123,6 +131,14 @@ def presets() -> None:
             what, loss = c.model.cond, c.loss.adversarial
             g, d = _short(c.optim.g_lr), _short(c.optim.d_lr)
             lr = g if g == d else f"{g}/{d}"
+        elif c.task == "inpaint":  # holes from data.masks; G and D learning rates
+            what, loss = c.data.masks, c.loss.adversarial
+            g, d = _short(c.optim.g_lr), _short(c.optim.d_lr)
+            lr = g if g == d else f"{g}/{d}"
+        elif c.task in ("pix2pix", "cyclegan"):  # translation: derived pairs, pairs or unpaired domains
+            what = c.data.derive or ("unpaired" if c.task == "cyclegan" else "pairs")
+            g, d = _short(c.optim.g_lr), _short(c.optim.d_lr)
+            loss, lr = c.loss.adversarial, g if g == d else f"{g}/{d}"
         else:  # one network: the G learning rate is its
             what, loss, lr = c.data.derive or "pairs", c.loss.pixel, _short(c.optim.g_lr)
         table.add_row(name, c.task, c.model.arch, str(c.data.resolution), what, loss, lr,

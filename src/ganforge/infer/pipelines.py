@@ -5,6 +5,8 @@ Every task names its pipeline (``Task.pipeline``); the CLI, the studio and ``gan
 
     generate   LoadedGenerator (infer/snapshot.py): latents (+ labels) -> images
     restore    RestorePipeline (infer/restore.py): degraded pixels -> restored pixels, tiled
+    inpaint    InpaintPipeline (infer/inpaint.py): pixels + hole mask -> pixels filled inside the hole
+    translate  TranslatePipeline (infer/translate.py): pixels of domain A -> B (or B -> A for CycleGAN)
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import torch
 from ganforge.core.device import resolve_device
 from ganforge.core.files import CheckpointError
 from ganforge.core.snapshot import load_snapshot
+from ganforge.infer.inpaint import InpaintPipeline
 from ganforge.infer.restore import RestorePipeline
 from ganforge.infer.snapshot import LoadedGenerator
+from ganforge.infer.translate import TranslatePipeline
 
 PIPELINES: dict[str, Any] = {
     "generate": LoadedGenerator,
     "restore": RestorePipeline,
+    "inpaint": InpaintPipeline,
+    "translate": TranslatePipeline,
 }
 
 

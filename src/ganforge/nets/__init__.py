@@ -8,7 +8,24 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganforge.nets import classifier, dcgan, rescnn, rrdb, sngan, srresnet, stylegan2, unet, unet_d, vgg_d
+from ganforge.nets import (
+    classifier,
+    context_encoder,
+    cycle_pair,
+    dcgan,
+    deepfill,
+    patchgan,
+    rescnn,
+    resnet_translator,
+    rrdb,
+    sngan,
+    srresnet,
+    stylegan2,
+    unet,
+    unet_d,
+    unet_translator,
+    vgg_d,
+)
 from ganforge.nets.layers import resolution_plan
 
 __all__ = ["DISCRIMINATORS", "GENERATORS", "NETS", "build_discriminator", "build_generator", "build_net",
@@ -28,6 +45,15 @@ NETS: dict[str, type[nn.Module]] = {
     "vgg.D": vgg_d.VGGDiscriminator,
     "unet.D": unet_d.UNetDiscriminator,
     "classifier": classifier.Classifier,
+    "unet_translator": unet_translator.UNetTranslator,
+    "resnet_translator": resnet_translator.ResnetTranslator,
+    "patchgan.D": patchgan.PatchGAN,
+    "cyclegan.generators": cycle_pair.GeneratorPair,
+    "cyclegan.discriminators": cycle_pair.DiscriminatorPair,
+    "context_encoder": context_encoder.ContextEncoder,
+    "context_encoder.D": context_encoder.ContextEncoderD,
+    "deepfill": deepfill.DeepFillGenerator,
+    "deepfill.D": deepfill.SNPatchGAN,
 }
 
 # Views of NETS by GAN role, keyed by architecture: the G/D pairs of the GAN task. A lone ".D" (the super-resolution

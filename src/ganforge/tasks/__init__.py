@@ -6,11 +6,17 @@ protocol in tasks/base.py.
 
 from ganforge.tasks.base import Phase, StepInputs, Task
 from ganforge.tasks.gan import GanTask
+from ganforge.tasks.inpaint import InpaintTask
 from ganforge.tasks.restore import RestoreTask
+from ganforge.tasks.translate import CycleGANTask, Pix2PixTask
 
 TASKS: dict[str, type[Task]] = {
     "gan": GanTask,
     "restore": RestoreTask,
+    "inpaint": InpaintTask,
+    "pix2pix": Pix2PixTask,
+    "cyclegan": CycleGANTask,
 }
 
-__all__ = ["TASKS", "GanTask", "Phase", "RestoreTask", "StepInputs", "Task"]
+__all__ = ["TASKS", "CycleGANTask", "GanTask", "InpaintTask", "Phase", "Pix2PixTask", "RestoreTask", "StepInputs",
+           "Task"]
