@@ -139,6 +139,13 @@ def test_every_page_in_chromium(studio: tuple[str, Path], tmp_path: Path):
         page.wait_for_function("document.getElementById('job-sample').naturalWidth > 0")
         expect(page.locator("#job-log")).to_contain_text("finished at step 60")
         shot("jobs.png")
+        # A metric evaluation of the run (what `ganforge eval snapshot` appends) gets its own chart.
+        run = next((data_dir / "runs").glob("job-*/*/stats.jsonl")).parent
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"kind": "snapshot", "metrics": {"fid": 123.4}, "protocol": {"kimg": 0.48}}) + "\n")
+        page.reload()
+        expect(page.locator("#job-metrics-figure")).to_be_visible(timeout=30_000)
+        expect(page.locator("#job-metrics-legend")).to_contain_text("fid")
 
         # Models: the job's snapshots with downloads.
         page.goto(f"{studio}/#models")
@@ -213,7 +220,7 @@ def test_every_page_in_chromium(studio: tuple[str, Path], tmp_path: Path):
         touch.select_option("#inpaint-dataset", "shapes")  # a dataset's image instead of a file this time
         touch.fill("#inpaint-index", "3")
         touch.click("#inpaint-pick")
-        sync_api.expect(touch.locator("#paint-caption")).to_contain_text("shapes-3.png")
+        sync_api.expect(touch.locator("#paint-caption")).to_contain_text("shapes-3.png", timeout=30_000)
         touch.locator("#paint-mask").scroll_into_view_if_needed()
         tbox = touch.locator("#paint-mask").bounding_box()
         touch.touchscreen.tap(tbox["x"] + tbox["width"] / 2, tbox["y"] + tbox["height"] / 2)

@@ -3,8 +3,9 @@
 const COLORS = ["#2f5fd0", "#d0452f", "#1e9b54", "#a855f7", "#d97706", "#0891b2", "#db2777", "#65a30d"];
 
 export class LineChart {
-  constructor(canvas, legend) {
+  constructor(canvas, legend, empty = "waiting for the first stats…") {
     this.canvas = canvas;
+    this.empty = empty;
     this.legend = legend;
     this.series = new Map();  // name -> [[x, y], ...]
     new ResizeObserver(() => this.draw()).observe(canvas);
@@ -22,6 +23,17 @@ export class LineChart {
     }
   }
 
+  /** Add one metrics.jsonl record (`ganforge eval snapshot`): each metric is a point at x = the snapshot's kimg. */
+  addMetrics(record) {
+    const x = record.protocol?.kimg;
+    if (typeof x !== "number") return;
+    for (const [name, value] of Object.entries(record.metrics || {})) {
+      if (typeof value !== "number" || !Number.isFinite(value)) continue;
+      if (!this.series.has(name)) this.series.set(name, []);
+      this.series.get(name).push([x, value]);
+    }
+  }
+
   draw() {
     const c = this.canvas, dpr = window.devicePixelRatio || 1;
     const w = c.clientWidth, h = c.clientHeight;
@@ -36,7 +48,7 @@ export class LineChart {
     const pts = [...this.series.values()].flat();
     g.font = "11px system-ui, sans-serif";
     g.fillStyle = fg;
-    if (!pts.length) { g.fillText("waiting for the first stats…", pad.l, h / 2); this.renderLegend(); return; }
+    if (!pts.length) { g.fillText(this.empty, pad.l, h / 2); this.renderLegend(); return; }
     let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
     let [y0, y1] = [Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1]))];
     if (x1 === x0) x1 = x0 + 1e-3;

@@ -5,10 +5,12 @@ import { LineChart } from "./chart.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["queued", "running", "stopping"]);
-let chart = null, source = null, listTimer = null, logTimer = null, current = null, samples = [];
+let sampleTimer = null;
+let chart = null, metricsChart = null, source = null, listTimer = null, logTimer = null, current = null, samples = [];
 
 export function init() {
   chart = new LineChart($("job-chart"), $("job-legend"));
+  metricsChart = new LineChart($("job-metrics-chart"), $("job-metrics-legend"), "no metric evaluations yet");
   $("job-stop").addEventListener("click", (e) => act(e.target, "stop"));
   $("job-resume").addEventListener("click", (e) => act(e.target, "resume"));
   $("job-delete").addEventListener("click", onDelete);
@@ -49,7 +51,7 @@ async function refreshList() {
 async function open(id) {
   if (id !== current) {
     source?.close(); source = null;
-    chart.clear(); samples = [];
+    chart.clear(); clearMetrics(); samples = [];
     current = id;
   }
   const job = await api(`/api/jobs/${id}`);
@@ -75,17 +77,29 @@ function render(job) {
     (job.run_folder ? ` · run folder ${job.run_folder}` : "");
 }
 
+function clearMetrics() {
+  metricsChart.clear();
+  $("job-metrics-figure").hidden = true;
+}
+
 function listen(id) {
   // The stream replays everything from the start, then follows; it ends when the job is no longer active.
   source = new EventSource(`/api/jobs/${id}/events`);
   source.addEventListener("stats", (e) => { chart.add(JSON.parse(e.data)); chart.draw(); });
   source.addEventListener("reset", () => chart.clear());
+  source.addEventListener("metric", (e) => {  // FID/KID/... records from `ganforge eval snapshot` on this run
+    $("job-metrics-figure").hidden = false;
+    metricsChart.addMetrics(JSON.parse(e.data)); metricsChart.draw();
+  });
   source.addEventListener("sample", (e) => {
     samples.push(JSON.parse(e.data));
     const slider = $("job-sample-step");
     const atEnd = Number(slider.value) >= samples.length - 2;
     slider.max = samples.length - 1;
-    if (atEnd) { slider.value = samples.length - 1; showSample(); }
+    if (atEnd) {  // debounced: a replay delivers many samples at once, and only the last one is shown
+      slider.value = samples.length - 1;
+      clearTimeout(sampleTimer); sampleTimer = setTimeout(showSample, 100);
+    }
   });
   source.addEventListener("status", (e) => {
     const job = JSON.parse(e.data);
@@ -116,7 +130,9 @@ async function act(button, what) {
     const body = what === "resume" && $("job-kimg").value ? { kimg: Number($("job-kimg").value) } : undefined;
     const job = await api(`/api/jobs/${current}/${what}`, { method: "POST", body });
     render(job);
-    if (what === "resume") { source?.close(); source = null; chart.clear(); samples = []; listen(current); }
+    if (what === "resume") {
+      source?.close(); source = null; chart.clear(); clearMetrics(); samples = []; listen(current);
+    }
     await refreshList();
   });
 }
