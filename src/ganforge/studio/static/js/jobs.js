@@ -109,11 +109,26 @@ function listen(id) {
   source.onerror = () => { /* EventSource reconnects by itself, with Last-Event-ID */ };
 }
 
+let sampleWaiting = false;
+
 function showSample() {
   const s = samples[Number($("job-sample-step").value)];
   if (!s) return;
-  $("job-sample").src = s.url;
+  const img = $("job-sample");
   $("job-sample-name").textContent = s.reals ? "real images" : `step ${s.step}`;
+  if (img.getAttribute("src") === s.url) return;
+  if (img.getAttribute("src") && !img.complete) {
+    // A grid is still loading: show the newest one after it, rather than aborting it (samples can arrive faster
+    // than a loaded machine serves them).
+    if (!sampleWaiting) {
+      sampleWaiting = true;
+      const next = () => { sampleWaiting = false; showSample(); };
+      img.addEventListener("load", next, { once: true });
+      img.addEventListener("error", next, { once: true });
+    }
+    return;
+  }
+  img.src = s.url;
 }
 
 async function refreshLog() {
