@@ -75,14 +75,14 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                "15/25/50 on the held-out crops, 3.6-4.1 dB below NL-means; the U-Net's downsampling makes a "
                "pixel cheaper and its receptive field far larger, which is what a short run needs (3 kimg: "
                "29.3/27.9/23.7 dB)"),
-    Recipe("sr-x4-psnr", "srresnet-x4", kimg=6.144, seed=1, kind="sr", sets=("optim.g_lr=5e-4",),
+    Recipe("sr-x4-psnr", "srresnet-x4", kimg=12.0, seed=1, kind="sr", sets=("optim.g_lr=5e-4",),
            why="the srresnet-x4 preset (MSRResNet width 32, 6 blocks, L1, bicubic x4 inputs) with Adam lr 5e-4 "
                "instead of BasicSR's 2e-4, which is tuned for runs 100x longer; srresnet rather than the RRDBNet "
                "of esrgan-psnr-x4, several times slower per step in a CPU probe (SRResNet: 30 steps in 42 s; "
                "RRDBNet: 20 steps not done after 5 min, under a heavier shared load, so no exact ratio)"),
     Recipe("derain", "derain", kimg=4.0, seed=1, kind="derain",
            why="the derain preset (U-Net, L1, synthetic streaks on 1-6 % of the pixels)"),
-    Recipe("sr-x4-gan", "srgan-x4", kimg=1.008, seed=1, init_from="sr-x4-psnr", kind="sr",
+    Recipe("sr-x4-gan", "srgan-x4", kimg=4.0, seed=1, init_from="sr-x4-psnr", kind="sr",
            why="the srgan-x4 preset (VGG-feature content loss + 1e-3 adversarial), from the shipped sr-x4-psnr"),
     Recipe("denoise-nonblind", "denoise-nonblind", kimg=4.0, seed=1, kind="denoise",
            sets=("model.width=32", "model.depth=10", "model.batch_norm=false"),
