@@ -67,7 +67,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("denoise-blind", "unet-denoise-25", kimg=40.0, seed=1, kind="denoise", degrade="noise:gaussian:0-55",
+    Recipe("denoise-blind", "unet-denoise-25", kimg=62.144, seed=1, kind="denoise", degrade="noise:gaussian:0-55",
            why="the U-Net denoising autoencoder of the unet-denoise-25 preset trained blind on sigma 0-55 (the "
                "denoise-blind preset's range). The denoise-blind preset's residual CNN (DnCNN-B style) was tried "
                "first: BatchNorm's running statistics made it worse than its noisy input in a 3-minute probe, and "
