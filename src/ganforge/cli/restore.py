@@ -68,9 +68,6 @@ def upscale(
                 raise ValueError("give the model once: `ganforge upscale SRC --model SNAPSHOT -o OUT`")
             model, paths = str(paths[0]), paths[1:]
         pipe = _load("upscale", model, device)
-        if pipe.scale == 1:
-            raise ValueError(f"{_name(model)} is not an upscaler (its output has the input's size): use ganforge "
-                             "apply, denoise or derain")
         if scale is not None and scale != pipe.scale:
             raise ValueError(f"--scale {scale}, but {_name(model)} upscales x{pipe.scale}: pass --outscale {scale} "
                              f"to resample its output to x{scale}, or --model an x{scale} snapshot")
@@ -102,8 +99,6 @@ def denoise(
     """
     try:
         pipe = _load("denoise", model, device, sigma=sigma is not None)
-        if pipe.scale != 1:
-            raise ValueError(f"{_name(model)} is an upscaler (x{pipe.scale}): use ganforge upscale")
         pipe.check_sigma(sigma)  # before any file: a missing or refused sigma is one error, not one per file
         _process_paths(pipe, source, out, tile=tile, overlap=overlap, ext=ext, sigma=sigma, what="denoising")
     except _user_errors() as exc:
@@ -128,8 +123,6 @@ def derain(
     """
     try:
         pipe = _load("derain", model, device)
-        if pipe.scale != 1:
-            raise ValueError(f"{_name(model)} is an upscaler (x{pipe.scale}): use ganforge upscale")
         _process_paths(pipe, source, out, tile=tile, overlap=overlap, ext=ext, sigma=None, what="de-raining")
     except _user_errors() as exc:
         _fail(str(exc), 1)
@@ -194,10 +187,17 @@ def _name(model: str | None) -> str:
 
 
 def _load(command: str, model: str | None, device: str, sigma: bool = False) -> RestorePipeline:
-    """The pipeline for --model (None: the command's shipped model, the non-blind one when --sigma is given)."""
+    """The pipeline for --model (None: the command's shipped model, the non-blind one when --sigma is given),
+    checked to fit the command: upscale needs an upscaler, denoise and derain a same-size model."""
     from ganforge.pretrained import load_restorer
 
-    return load_restorer(model, command, device=device, sigma=sigma)
+    pipe = load_restorer(model, command, device=device, sigma=sigma)
+    if command == "upscale" and pipe.scale == 1:
+        raise ValueError(f"{_name(model)} is not an upscaler (its output has the input's size): use ganforge "
+                         "apply, denoise or derain")
+    if command != "upscale" and pipe.scale != 1:
+        raise ValueError(f"{_name(model)} is an upscaler (x{pipe.scale}): use ganforge upscale")
+    return pipe
 
 
 def _folder_progress() -> Progress:
