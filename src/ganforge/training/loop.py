@@ -117,7 +117,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     if use_cuda and rc.amp != "off":
         bf16_ok = torch.cuda.is_bf16_supported()
         amp_dtype = torch.float16 if rc.amp == "fp16" or (rc.amp == "auto" and not bf16_ok) else torch.bfloat16
-    channels_last = rc.channels_last == "on" or (rc.channels_last == "auto" and use_cuda)
+    channels_last = rc.channels_last != "off"  # auto = on: faster on CUDA and on CPU (docs/benchmarks.md)
     mem_fmt = torch.channels_last if channels_last else torch.contiguous_format
 
     # ---- Data and task ------------------------------------------------------------------------------------
