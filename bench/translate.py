@@ -258,14 +258,17 @@ def _task(preset: str, res: int) -> Any:
 
 
 def train_step_speed(preset: str, res: int, steps: int, peak: float) -> dict[str, Any]:
-    """One loop step of the task (its phases: freeze the others, forward, backward, Adam) at batch 1."""
+    """One loop step of the task (its phases: freeze the others, forward, backward, Adam) at batch 1, channels_last
+    as in the loop."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from ganforge.tasks.base import StepInputs
 
     task, cfg = _task(preset, res)
+    for m in task.modules.values():  # as the loop does (run.channels_last auto = on)
+        m.to(memory_format=torch.channels_last)
     opts = task.optimizers(cfg.optim)
-    x = lambda: torch.rand(1, 3, res, res) * 2 - 1  # noqa: E731
+    x = lambda: (torch.rand(1, 3, res, res) * 2 - 1).contiguous(memory_format=torch.channels_last)  # noqa: E731
     batch = {"input": x(), "target": x()} if preset.startswith("pix2pix") else {"A": x(), "B": x()}
 
     def step(i: int) -> None:
