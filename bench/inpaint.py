@@ -239,7 +239,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         path = Path(given) if given else train_model(preset, args.photos, work, minutes, res, quick)
         pipe = load_pipeline(path)
+        if name == "deepfill-v2":
+            pipe.max_side = pipe.check_max_side(args.max_side)
         models[name] = model_record(path if not path.is_dir() else path / "snapshots" / "latest")
+        models[name]["max_side"] = pipe.max_side
         models[name]["trained_here_s"] = None if given else round(time.perf_counter() - t0, 1)
         methods[name] = lambda img, hole, p=pipe: p(img, hole)
     dist = PerceptualDistance(SHIPPED_JUDGE)
@@ -269,6 +272,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     img = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     hole = band_mask(256, BANDS["30-40"], SEED)
     pipe = load_pipeline(Path(models["deepfill-v2"]["path"]))
+    pipe.max_side = pipe.check_max_side(args.max_side)
     pipe(img, hole)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < 5.0:
@@ -312,10 +316,13 @@ def main() -> None:
     ap.add_argument("--train-res", type=int, help="training resolution (default 128; quick 64)")
     ap.add_argument("--crop", type=int, help="held-out crop side (default 256; quick 128)")
     ap.add_argument("--work", default="~/.cache/ganforge/bench-inpaint", help="run folders of models trained here")
+    ap.add_argument("--max-side", type=int, help="DeepFill pipeline's max_side (default: the pipeline's)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads [1: on this shared 2-core machine one "
+                    "thread runs small convolutions faster than two, docs/restoration.md]")
     ap.add_argument("--picture", type=Path)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     t0 = time.time()
     if args.section == "masks":
         record = masks_picture(args.picture or REPO / "docs" / "img" / "inpaint-masks.png")

@@ -1,4 +1,4 @@
-"""Train the shipped restoration models (src/ganforge/pretrained/) reproducibly, and measure them on held-out crops.
+"""Train the shipped models (src/ganforge/pretrained/) reproducibly, and measure them on held-out crops.
 
     python bench/photos.py fetch                                                  # the photo set, once
     python bench/pretrained.py train denoise-blind --photos ~/.cache/ganforge/photos
@@ -6,6 +6,9 @@
     python bench/pretrained.py train derain        --photos ~/.cache/ganforge/photos
     python bench/pretrained.py train sr-x4-gan     --photos ~/.cache/ganforge/photos  # starts from sr-x4-psnr
     python bench/pretrained.py train denoise-nonblind --photos ~/.cache/ganforge/photos
+    python bench/pretrained.py train inpaint       --photos ~/.cache/ganforge/photos --threads 1
+    python bench/pretrained.py train colorize      --photos ~/.cache/ganforge/photos --threads 1
+    python bench/pretrained.py train edges2photo   --photos ~/.cache/ganforge/photos --threads 1
     python bench/pretrained.py eval sr-x4-psnr [--snapshot RUN_OR_SNAPSHOT]       # quick held-out numbers
     python bench/pretrained.py list
     python bench/pretrained.py tables                                             # docs/pretrained.md tables
@@ -22,8 +25,10 @@ metadata: the reproduce command, the photo manifest's SHA-256, kimg, seed, wall 
 `eval NAME` restores fixed crops of the held-out photos (`<photos>/heldout/`, never trained on) through the
 inference pipeline (`ganforge.load`) and prints PSNR against the classical baseline: bicubic x4 for SR (Y channel,
 4 px border cropped, as the SR literature), the noisy input at sigma 15/25/50 for denoising (fixed noise seed,
-input rounded to 8 bits as in a real file), the rainy input for de-raining (the library's rain op, fixed seed).
-It is a quick check while training; the full benchmark (SSIM, NL-means, BM3D, speed) is bench/restoration.
+input rounded to 8 bits as in a real file), the rainy input for de-raining (the library's rain op, fixed seed),
+the gray photo for colorization, the edge map for edges -> photo, and a flat fill with the known pixels' mean colour
+inside one free-form hole for inpainting. It is a quick check while training; the full benchmarks are
+bench/restoration.py, bench/inpaint.py and bench/translate.py.
 
 Training runs on whatever device `--device` picks (auto: CUDA when present). On a GPU, pass `--kimg` larger (for
 example 10x) for better models: the recipe's kimg is sized for about 12-15 minutes on a 2-core CPU.
@@ -62,7 +67,7 @@ class Recipe:
     sets: tuple[str, ...] = ()          # --set SECTION.FIELD=VALUE overrides of the preset
     degrade: str | None = None          # --degrade chain, when it differs from the preset's
     init_from: str | None = None        # another recipe's shipped model to start from (a GAN stage)
-    kind: str = "sr"                    # what `eval` measures: sr | denoise | derain
+    kind: str = "sr"                    # what `eval` measures: sr | denoise | derain | inpaint | colorize | edges
     why: str = ""                       # why these choices (docs/pretrained.md repeats it)
 
 
@@ -84,6 +89,19 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            why="the derain preset (U-Net, L1, synthetic streaks on 1-6 % of the pixels)"),
     Recipe("sr-x4-gan", "srgan-x4", kimg=4.0, seed=1, init_from="sr-x4-psnr", kind="sr",
            why="the srgan-x4 preset (VGG-feature content loss + 1e-3 adversarial), from the shipped sr-x4-psnr"),
+    Recipe("inpaint", "deepfill-128", kimg=24.0, seed=0, kind="inpaint",
+           sets=("optim.batch=8", "model.width=16", "loss.d_width=32", "loss.adversarial_weight=0.1",
+                 "run.channels_last=off"),
+           why="DeepFill v2 (deepfill-128: coarse and refinement nets of gated convolutions, contextual attention, "
+               "SN-PatchGAN with hinge loss, free-form + box holes) on 128 px crops, narrowed for a CPU: 16 "
+               "channels (the paper's cnum 48 = width 24), D width 32, batch 8, and the adversarial weight 0.1 "
+               "instead of 1 so that a short run learns the reconstruction first (3.8 img/s on one thread: the "
+               "paper's weight 1 is for runs hundreds of times longer)"),
+    Recipe("colorize", "colorize-64", kimg=60.0, seed=0, kind="colorize", sets=("run.channels_last=off",),
+           why="the colorize-64 preset as is (pix2pix U-Net depth 6, width 32, on CIE L* -> colour, L1 x 100 + "
+               "adversarial, 64 px crops, batch 4)"),
+    Recipe("edges2photo", "pix2pix-64", kimg=30.0, seed=0, kind="edges", sets=("data.derive=edges",),
+           why="the pix2pix-64 preset as is, on derived pairs (--pairs edges: soft Sobel edge map -> photo)"),
     Recipe("denoise-nonblind", "denoise-nonblind", kimg=4.0, seed=1, kind="denoise",
            sets=("model.width=32", "model.depth=10", "model.batch_norm=false"),
            why="the denoise-nonblind preset (the residual CNN with an FFDNet-style noise-level map, sigma 0-75), "
@@ -279,6 +297,24 @@ def evaluate(kind: str, snapshot: Path, photos: Path) -> dict[str, float]:
                 den = pipe(noisy, sigma=sigma) if pipe.noise_map else pipe(noisy)
                 add(f"noisy_{sigma}", psnr(noisy, hr))
                 add(f"model_{sigma}", psnr(den, hr))
+        elif kind == "colorize":
+            gray = np.repeat(np.rint(hr @ np.array([0.299, 0.587, 0.114])).clip(0, 255).astype(np.uint8)[..., None],
+                             3, 2)
+            add("gray_rgb", psnr(gray, hr))
+            add("model_rgb", psnr(pipe(gray[..., 0]), hr))
+        elif kind == "edges":
+            edges = _to_uint8(parse_derive("edges")(_to_tensor(hr), gen))
+            add("edge_map_rgb", psnr(edges, hr))
+            add("model_rgb", psnr(pipe(edges), hr))
+        elif kind == "inpaint":
+            from ganforge.data.masks import free_form_masks
+
+            hole = free_form_masks(1, hr.shape[0], gen)[0, 0].numpy() > 0.5
+            flat = hr.copy()
+            flat[hole] = hr[~hole].mean(0).round().astype(np.uint8)  # the known pixels' mean colour
+            for key, filled in (("mean_fill_hole", flat), ("model_hole", pipe(hr, hole))):
+                mse = float(((filled[hole].astype(np.float64) - hr[hole]) ** 2).mean())
+                add(key, torch.tensor(10 * np.log10(255.0 ** 2 / mse)))
         else:
             derive = parse_derive("rain:0.03")
             rainy = _to_uint8(derive(_to_tensor(hr), gen))

@@ -200,6 +200,27 @@ def test_pipeline_changes_only_the_hole_small_and_large(pipe):
     assert np.array_equal(pipe(big, np.zeros((300, 500), bool)), big)  # no hole: unchanged
 
 
+def test_pipeline_runs_crops_up_to_max_side_natively(pipe):
+    seen = []
+    hook = pipe.net.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+    try:
+        big = np.random.default_rng(3).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+        hole = np.zeros((300, 500), bool)
+        hole[100:124, 200:224] = True                      # a 24 px hole: a 48 px crop, within 2 x 32 px
+        assert pipe.max_side == 64 and pipe.crop_box(hole)[2:] == (48, 48)
+        pipe(big, hole)
+        hole[100:140, 200:240] = True                      # 40 px: an 80 px crop, shrunk to max_side 64
+        pipe(big, hole)
+        pipe.max_side = pipe.check_max_side(32)            # the model's resolution: every crop shrunk to 32
+        pipe(big, hole)
+        assert seen == [(48, 48), (64, 64), (32, 32)]
+    finally:
+        hook.remove()
+        pipe.max_side = pipe.check_max_side(None)
+    with pytest.raises(ValueError, match="max_side=16 is below the model's training resolution 32"):
+        pipe.check_max_side(16)
+
+
 def test_pipeline_masks_depths_gray_and_errors(pipe, tmp_path):
     soft = np.zeros((16, 16), np.uint8)
     soft[4:8, 4:8], soft[4:8, 8:10] = 255, 100               # canvas anti-aliasing below half: not a hole

@@ -24,7 +24,8 @@ from ganforge.infer.restore import RestorePipeline, resize_pixels
 from ganforge.nets import build_net
 from tests.conftest import make_class_folder
 
-NAMES = {"sr-x4-psnr", "sr-x4-gan", "denoise-blind", "denoise-nonblind", "derain"}
+NAMES = {"sr-x4-psnr", "sr-x4-gan", "denoise-blind", "denoise-nonblind", "derain", "inpaint", "colorize",
+         "edges2photo"}
 
 
 def tiny_snapshot(folder: Path, name: str, arch: str, half: bool = False, seed: int = 0, **config) -> Path:
@@ -87,6 +88,8 @@ def test_registry_has_the_shipped_names_and_one_default_per_command():
         assert p.name == name and p.stem == name and p.command in pretrained.COMMANDS
         assert name in p.reproduce and p.description and "docs/pretrained.md" in p.data
         assert p.scale == (4 if name.startswith("sr-") else 1)
+        assert (p.command in pretrained.RESTORE_COMMANDS) == (p.preset not in ("deepfill-128", "colorize-64",
+                                                                              "pix2pix-64"))
         assert resolve_config(p.preset)  # the preset it names exists
     assert pretrained.default_model("upscale").name == "sr-x4-psnr"
     assert pretrained.default_model("denoise").name == "denoise-blind"
@@ -95,8 +98,11 @@ def test_registry_has_the_shipped_names_and_one_default_per_command():
     assert pretrained.default_model("upscale", sigma=True).name == "sr-x4-psnr"  # no non-blind upscaler
     assert pretrained.PRETRAINED["sr-x4-gan"].default_for == ""
     assert pretrained.PRETRAINED["denoise-nonblind"].default_for == "ganforge denoise --sigma S"
-    with pytest.raises(ValueError, match="no shipped model for 'inpaint'"):
-        pretrained.default_model("inpaint")
+    assert pretrained.default_model("inpaint").name == "inpaint"
+    assert pretrained.default_model("colorize").name == "colorize"
+    assert pretrained.PRETRAINED["edges2photo"].default_for == ""  # `ganforge translate edges2photo ...`
+    with pytest.raises(ValueError, match="no shipped model for 'generate'"):
+        pretrained.default_model("generate")
 
 
 def test_resolve_model_names_paths_and_mistakes(shipped, tmp_path):
@@ -112,6 +118,11 @@ def test_resolve_model_names_paths_and_mistakes(shipped, tmp_path):
         pretrained.resolve_model(None, "denoise")
     assert [p.name for p in pretrained.installed()] == ["derain"]
     assert pretrained.PRETRAINED["derain"].snapshot_meta()["arch"] == "unet"
+
+
+def test_restore_commands_refuse_other_shipped_models(shipped, tmp_path):
+    res = run("upscale", photo(tmp_path / "a.png"), "-o", tmp_path / "b.png", "--model", "inpaint")
+    assert res.exit_code == 1 and "the shipped inpaint model, not a restoration one" in " ".join(res.output.split())
 
 
 def test_missing_shipped_model_says_how_to_make_one(shipped, tmp_path):

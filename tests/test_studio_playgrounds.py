@@ -35,54 +35,85 @@ def client(settings: StudioSettings):
         yield c
 
 
+def _save(folder: Path, stem: str, task: str, modules: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Snapshot ``stem`` of ``modules`` (name -> net) in ``folder``, as training writes it."""
+    from ganforge.core.snapshot import save_snapshot
+
+    nets = meta.pop("nets")
+    specs = {k: {"net": nets[k], "config": n.config} for k, n in modules.items()}
+    save_snapshot(folder, stem, {k: n.state_dict() for k, n in modules.items()},
+                  {"task": task, "step": 0, "kimg": 0.0, **meta, "modules": specs})
+
+
 def _job_with_snapshot(client: Any, runs_dir: Path, task: str, preset: str, modules: dict[str, Any],
                        meta: dict[str, Any]) -> int:
     """A created (never started) job whose run folder holds snapshot ``latest`` of ``modules`` (name -> net)."""
-    from ganforge.core.snapshot import save_snapshot
-
     r = client.post("/api/jobs", json={"task": task, "preset": preset, "dataset": "shapes", "start": False})
     assert r.status_code == 201, r.text
     job = r.json()
-    snaps = runs_dir / f"job-{job['id']:05d}" / f"00000-shapes-{preset}" / "snapshots"
-    nets = meta.pop("nets")
-    specs = {k: {"net": nets[k], "config": n.config} for k, n in modules.items()}
-    save_snapshot(snaps, "latest", {k: n.state_dict() for k, n in modules.items()},
-                  {"task": task, "step": 0, "kimg": 0.0, **meta, "modules": specs})
+    _save(runs_dir / f"job-{job['id']:05d}" / f"00000-shapes-{preset}" / "snapshots", "latest", task, modules, meta)
     return job["id"]
 
 
-def inpaint_job(client: Any, runs_dir: Path) -> int:
-    """A created job of task inpaint whose snapshot is an untrained Context Encoder (32 px crops, stride 8)."""
+def _inpainter() -> tuple[dict[str, Any], dict[str, Any]]:
+    """An untrained Context Encoder (32 px crops, stride 8) and its snapshot meta."""
     import torch
 
     from ganforge.nets import build_net
 
     torch.manual_seed(0)
     net = build_net("context_encoder", channels=3, width=4, levels=3, bottleneck=8)
-    return _job_with_snapshot(client, runs_dir, "inpaint", "context-encoder-64", {"G": net},
-                              {"pipeline": "inpaint", "arch": "context_encoder", "resolution": 32, "stride": 8,
-                               "nets": {"G": "context_encoder"}})
+    return {"G": net}, {"pipeline": "inpaint", "arch": "context_encoder", "resolution": 32, "stride": 8,
+                        "nets": {"G": "context_encoder"}}
 
 
-def translate_job(client: Any, runs_dir: Path, colorizer: bool) -> int:
-    """A pix2pix colorizer (L* -> RGB, derive lab) or a two-way CycleGAN (RGB <-> RGB)."""
+def inpaint_job(client: Any, runs_dir: Path) -> int:
+    """A created job of task inpaint whose snapshot is an untrained Context Encoder (32 px crops, stride 8)."""
+    return _job_with_snapshot(client, runs_dir, "inpaint", "context-encoder-64", *_inpainter())
+
+
+def _translator(kind: str) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """(task, preset, modules, meta) of an untrained translator: "colorize", a pix2pix colorizer (L* -> RGB, derive
+    lab); "edges", a one-way pix2pix (RGB -> RGB, derive edges); "cyclegan", a two-way CycleGAN (RGB <-> RGB)."""
     import torch
 
     from ganforge.nets import build_net
 
     torch.manual_seed(0)
-    if colorizer:
-        g = build_net("unet_translator", in_channels=1, out_channels=3, width=4, depth=3, norm="none", dropout=0.0)
-        return _job_with_snapshot(client, runs_dir, "pix2pix", "colorize-64", {"G": g},
-                                  {"pipeline": "translate", "arch": "unet_translator", "derive": "lab",
-                                   "label_classes": None, "directions": ["AtoB"], "nets": {"G": "unet_translator"}})
+    if kind in ("colorize", "edges"):
+        g = build_net("unet_translator", in_channels=1 if kind == "colorize" else 3, out_channels=3, width=4, depth=3,
+                      norm="none", dropout=0.0)
+        return "pix2pix", "colorize-64" if kind == "colorize" else "pix2pix-64", {"G": g}, {
+            "pipeline": "translate", "arch": "unet_translator", "derive": "lab" if kind == "colorize" else "edges",
+            "label_classes": None, "directions": ["AtoB"], "nets": {"G": "unet_translator"}}
     g = build_net("cyclegan.generators", net="resnet_translator",
                   AtoB=dict(in_channels=3, out_channels=3, width=4, blocks=1, norm="none"),
                   BtoA=dict(in_channels=3, out_channels=3, width=4, blocks=1, norm="none"))
-    return _job_with_snapshot(client, runs_dir, "cyclegan", "cyclegan-64", {"G": g},
-                              {"pipeline": "translate", "arch": "resnet_translator", "derive": None,
-                               "label_classes": None, "directions": ["AtoB", "BtoA"],
-                               "nets": {"G": "cyclegan.generators"}})
+    return "cyclegan", "cyclegan-64", {"G": g}, {"pipeline": "translate", "arch": "resnet_translator", "derive": None,
+                                                 "label_classes": None, "directions": ["AtoB", "BtoA"],
+                                                 "nets": {"G": "cyclegan.generators"}}
+
+
+def translate_job(client: Any, runs_dir: Path, colorizer: bool) -> int:
+    """A pix2pix colorizer (L* -> RGB, derive lab) or a two-way CycleGAN (RGB <-> RGB)."""
+    task, preset, modules, meta = _translator("colorize" if colorizer else "cyclegan")
+    return _job_with_snapshot(client, runs_dir, task, preset, modules, meta)
+
+
+@pytest.fixture
+def shipped(tmp_path: Path, monkeypatch) -> Path:
+    """The shipped-model folder pointed at a temporary one holding tiny untrained stand-ins for the shipped inpaint,
+    colorize and edges2photo models (and no restoration model)."""
+    import ganforge.pretrained as pretrained
+
+    folder = tmp_path / "shipped"
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", folder)
+    _save(folder, pretrained.PRETRAINED["inpaint"].stem, "inpaint", *_inpainter())
+    for name, kind in (("colorize", "colorize"), ("edges2photo", "edges")):
+        task, _, modules, meta = _translator(kind)
+        _save(folder, pretrained.PRETRAINED[name].stem, task, modules, meta)
+    assert {p.name for p in pretrained.installed()} == {"inpaint", "colorize", "edges2photo"}
+    return folder
 
 
 def canvas_mask(size: tuple[int, int], stroke: list[tuple[int, int]], width: int) -> tuple[bytes, np.ndarray]:
@@ -258,3 +289,74 @@ def test_dataset_image_for_the_playgrounds(client: TestClient):
     assert client.get("/api/datasets/big/images/0.png", params={"max_side": 5}).status_code == 422
     r = client.get("/api/datasets/shapes/images/3.png")
     assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size[0] >= 16
+
+
+def test_shipped_inpaint_and_translate_models(client: TestClient, settings: StudioSettings, shipped: Path):
+    """The shipped inpaint and translate models through their endpoints (model=NAME), the same result as a job's
+    snapshot of the same network, and the refusals: exactly one of model and job_id; a shipped model of another
+    command names the endpoint that takes it; the restore endpoint takes only restoration models."""
+    listed = {s["name"]: s for s in client.get("/api/models").json()["shipped"]}
+    assert listed["inpaint"]["installed"] and listed["edges2photo"]["command"] == "translate"
+    assert not listed["sr-x4-psnr"]["installed"]
+    photo = png((48, 40), seed=3)
+    mask, alpha = canvas_mask((48, 40), [(8, 10), (30, 22), (40, 12)], width=5)
+    files = {"image": ("photo.png", photo), "mask": ("mask.png", mask)}
+
+    r = client.post("/api/infer/inpaint", data={"model": "inpaint"}, files=files)
+    assert r.status_code == 200, r.text
+    hole = alpha > 127
+    assert int(r.headers["X-Hole-Pixels"]) == int(hole.sum()) > 0
+    out, before = decode(r.content), decode(photo)
+    assert np.array_equal(out[~hole], before[~hole]) and (out[hole] != before[hole]).any()
+    job = inpaint_job(client, settings.runs_dir)  # the same untrained network as a job's snapshot: the same fill
+    assert client.post("/api/infer/inpaint", data={"job_id": str(job)}, files=files).content == r.content
+
+    r = client.post("/api/infer/translate", data={"model": "edges2photo"}, files={"image": ("p.png", photo)})
+    assert r.status_code == 200, r.text
+    assert decode(r.content).shape == (40, 48, 3)
+    r = client.post("/api/infer/translate", data={"model": "edges2photo", "direction": "BtoA"},
+                    files={"image": ("p.png", photo)})
+    assert r.status_code == 422 and "only AtoB" in r.json()["detail"]
+    r = client.post("/api/infer/colorize", data={"model": "colorize"}, files={"image": ("p.png", photo)})
+    assert r.status_code == 200, r.text
+
+    # Exactly one of model and job_id, on every endpoint that takes either.
+    for endpoint, extra in (("inpaint", {"mask": ("mask.png", mask)}), ("translate", {}), ("colorize", {}),
+                            ("restore", {})):
+        model = "denoise-blind" if endpoint == "restore" else "edges2photo" if endpoint == "translate" else endpoint
+        for data in ({}, {"model": model, "job_id": str(job)}):
+            r = client.post(f"/api/infer/{endpoint}", data=data, files={"image": ("p.png", photo), **extra})
+            assert r.status_code == 422 and "exactly one of model" in r.json()["detail"], (endpoint, data, r.text)
+
+    # A shipped model of another command: a 422 naming the model and the endpoint to use.
+    for endpoint, model, use in (("restore", "inpaint", "/api/infer/inpaint"),
+                                 ("restore", "edges2photo", "/api/infer/translate"),
+                                 ("restore", "colorize", "/api/infer/colorize"),
+                                 ("translate", "colorize", "/api/infer/colorize"),
+                                 ("inpaint", "sr-x4-psnr", "/api/infer/restore")):
+        extra = {"mask": ("mask.png", mask)} if endpoint == "inpaint" else {}
+        r = client.post(f"/api/infer/{endpoint}", data={"model": model}, files={"image": ("p.png", photo), **extra})
+        detail = r.json()["detail"]
+        assert r.status_code == 422 and repr(model) in detail and use in detail, (endpoint, model, detail)
+    assert "no shipped restoration model 'inpaint'" in client.post(
+        "/api/infer/restore", data={"model": "inpaint"}, files={"image": ("p.png", photo)}).json()["detail"]
+    # A restoration model of the registry that this copy lacks, and a name that is not in it.
+    r = client.post("/api/infer/restore", data={"model": "denoise-blind"}, files={"image": ("p.png", photo)})
+    assert r.status_code == 422 and "not installed" in r.json()["detail"]
+    r = client.post("/api/infer/inpaint", data={"model": "nope"}, files=files)
+    assert r.status_code == 422 and "shipped inpaint models: inpaint" in r.json()["detail"]
+    assert not list(settings.tmp_dir.iterdir())
+
+
+def test_shipped_models_absent(client: TestClient, tmp_path: Path, monkeypatch):
+    """A copy without the shipped files: the inpaint and translate endpoints say the model is not installed."""
+    import ganforge.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "empty")
+    assert not any(s["installed"] for s in client.get("/api/models").json()["shipped"])
+    photo = png((16, 16))
+    r = client.post("/api/infer/inpaint", data={"model": "inpaint"},
+                    files={"image": ("p.png", photo), "mask": ("m.png", photo)})
+    assert r.status_code == 422 and "not installed" in r.json()["detail"]
+    r = client.post("/api/infer/translate", data={"model": "edges2photo"}, files={"image": ("p.png", photo)})
+    assert r.status_code == 422 and "not installed" in r.json()["detail"]

@@ -21,11 +21,15 @@ def inpaint(
                                                       "masks with the images' names (any image suffix)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output file (format from its suffix), or a folder for "
                                                           "folder input")],
-    model: Annotated[str | None, typer.Option(help="inpainting snapshot or run folder (ganforge train --preset "
-                                                   "deepfill-128 ...) \\[default: the shipped model, if any]")] = None,
+    model: Annotated[str | None, typer.Option(help="inpainting snapshot, run folder (ganforge train --preset "
+                                                   "deepfill-128 ...) or shipped name \\[default: inpaint, the shipped "
+                                                   "model]")] = None,
     feather: Annotated[int | None, typer.Option(min=0, max=256, help="colour-correction band inside the hole edge, "
                                                 "in pixels \\[default: 2 model pixels for large images, else 0]")]
     = None,
+    max_side: Annotated[int | None, typer.Option(min=8, max=8192, help="largest crop side (pixels) the model fills "
+                                                 "without shrinking it first \\[default: 2 x the model's training "
+                                                 "resolution; a Context Encoder: its resolution]")] = None,
     ext: Annotated[str | None, typer.Option(help="folder mode: output suffix, e.g. png \\[default: keep each "
                                                  "image's]")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "cpu",
@@ -38,6 +42,7 @@ def inpaint(
     """
     try:
         pipe = _load(model, device)
+        pipe.max_side = pipe.check_max_side(max_side)
         if image.is_file():
             if not mask.is_file():
                 raise FileNotFoundError(f"--mask {mask}: no such file (a file --image takes a mask file)")
@@ -55,20 +60,13 @@ def inpaint(
 
 
 def _load(model: str | None, device: str) -> InpaintPipeline:
-    """The inpaint pipeline of --model, or of the shipped inpainting model when the registry has one."""
+    """The inpaint pipeline of --model (a snapshot, run folder or shipped name), or of the shipped inpainting model."""
+    from ganforge import pretrained
     from ganforge.core.files import CheckpointError
     from ganforge.infer.inpaint import InpaintPipeline
     from ganforge.infer.pipelines import load_pipeline
 
-    if model is None:
-        from ganforge import pretrained
-
-        shipped = [p for p in pretrained.PRETRAINED.values() if p.command == "inpaint" and p.default]
-        if not shipped:
-            raise ValueError("no inpainting model is shipped with this ganforge yet: pass --model SNAPSHOT_OR_RUN, "
-                             "e.g. one trained with `ganforge train --data PHOTOS --preset deepfill-128 --kimg 500` "
-                             "(docs/inpainting.md)")
-        model = str(pretrained.resolve_model(shipped[0].name, "inpaint"))
+    model = str(pretrained.resolve_model(model, "inpaint"))  # None: the shipped model; a shipped name; a path
     pipe = load_pipeline(model, device=device)
     if not isinstance(pipe, InpaintPipeline):
         raise CheckpointError(f"{model} is a {pipe.meta.get('task')!r} model, not an inpainting one: train one with "

@@ -26,7 +26,8 @@ Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 
 @app.command()
 def translate(
-    snapshot: Annotated[str, typer.Argument(help="a pix2pix or CycleGAN snapshot, or its run folder")],
+    snapshot: Annotated[str, typer.Argument(help="a pix2pix or CycleGAN snapshot, its run folder, or a "
+                                                        "shipped name (edges2photo; ganforge models)")],
     source: Source,
     out: Out,
     direction: Annotated[str, typer.Option(help="AtoB, or BtoA (CycleGAN models only)")] = "AtoB",
@@ -92,10 +93,12 @@ def _colorize_model(model: str | None) -> str:
 
 
 def _load(snapshot: str, device: str) -> TranslatePipeline:
+    from ganforge import pretrained
     from ganforge.infer.pipelines import load_pipeline
     from ganforge.infer.translate import TranslatePipeline
 
-    pipe = load_pipeline(Path(snapshot).expanduser(), device=device)
+    path = pretrained.resolve_model(snapshot, "translate")  # a shipped name (edges2photo) or a path
+    pipe = load_pipeline(Path(path).expanduser(), device=device)
     if not isinstance(pipe, TranslatePipeline):
         raise ValueError(f"{snapshot} is a {pipe.meta.get('task')!r} model, not a translation one (pix2pix or "
                          "cyclegan): use `ganforge generate` for generators and `ganforge apply` for restoration")

@@ -9,9 +9,13 @@ How an image of any size is filled:
 
 1. The hole's bounding box is found, and a crop around it is taken with as much context again on each side (a
    square of side max(resolution, 2 x the box's longer side), moved inside the image and cut to it).
-2. The crop is resized so its longer side is the model's training resolution (sides rounded to the net's stride;
-   antialiased when shrinking), its mask resized so that every pixel touching the hole stays a hole, and the
-   model fills it. A crop that already has that size runs as is (no resampling at all).
+2. A crop whose longer side is at most ``max_side`` runs at its own size (DeepFill is fully convolutional;
+   ``max_side`` defaults to twice the training resolution, the largest size measured to fill better natively
+   than shrunk, docs/inpainting.md; a Context Encoder always runs at its training resolution). A larger crop is
+   shrunk so that its longer side is ``max_side``, a smaller one (an image smaller than the training resolution)
+   enlarged to the training resolution; sides are rounded to the net's stride, shrinking is antialiased, and the
+   mask is resized so that every pixel touching the hole stays a hole. A crop that already has its size runs as
+   is (no resampling at all).
 3. The result is resized back to the crop's size and pasted into the hole only. When the crop was resampled, a
    feather band of ``feather`` pixels just inside the hole edge corrects the fill's colour towards the known pixels
    around it (the local mean difference between the known pixels and the model's output there, fading to zero
@@ -79,11 +83,27 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
 class InpaintPipeline:
     """``pipe(pixels, mask)`` fills the hole (see the module docstring); ``process_file(image, mask, out)``."""
 
-    def __init__(self, net: nn.Module, meta: dict[str, Any], device: torch.device):
+    def __init__(self, net: nn.Module, meta: dict[str, Any], device: torch.device, max_side: int | None = None):
         self.net, self.meta, self.device = net, meta, device
         self.channels: int = net.config["channels"]
         self.resolution: int = int(meta.get("resolution", 256))
         self.stride: int = int(meta.get("stride", getattr(net, "stride", 8)))
+        self.max_side = self.check_max_side(max_side)
+
+    def check_max_side(self, max_side: int | None) -> int:
+        """``max_side`` (see the module docstring, step 2): None = 2 x the training resolution for a fully
+        convolutional net (DeepFill), the training resolution for a net with a fixed input size (Context Encoder's
+        bottleneck)."""
+        fixed = self.meta.get("arch") == "context_encoder"
+        if max_side is None:
+            return self.resolution if fixed else 2 * self.resolution
+        if max_side < self.resolution:
+            raise ValueError(f"max_side={max_side} is below the model's training resolution {self.resolution}; "
+                             f"use at least {self.resolution}")
+        if fixed and max_side != self.resolution:
+            raise ValueError(f"a Context Encoder only runs at its training resolution {self.resolution}; leave "
+                             "max_side unset")
+        return int(max_side)
 
     @classmethod
     def from_snapshot(cls, tensors: dict[str, dict[str, Tensor]], meta: dict[str, Any], snapshot: str | Path,
@@ -144,7 +164,8 @@ class InpaintPipeline:
         top, left, ch, cw = self.crop_box(hole)
         crop = torch.from_numpy(img[top:top + ch, left:left + cw].astype(np.float32) / peak).permute(2, 0, 1)[None]
         m = torch.from_numpy(hole[top:top + ch, left:left + cw].astype(np.float32))[None, None]   # [1, 1, ch, cw]
-        k = self.resolution / max(ch, cw)
+        long = max(ch, cw)
+        k = min(max(long, self.resolution), self.max_side) / long
         size = (_to_stride(ch * k, self.stride), _to_stride(cw * k, self.stride))
         resampled = size != (ch, cw)
         if resampled:
@@ -153,7 +174,7 @@ class InpaintPipeline:
             y = _resize(self._model(x_in, m_in), (ch, cw)).clamp(0, 1)                   # [1, c, ch, cw]
         else:
             y = self._model(crop, m)
-        band = (2 * math.ceil(max(ch, cw) / self.resolution) if resampled else 0) if feather is None else feather
+        band = (2 * math.ceil(long / round(long * k)) if resampled else 0) if feather is None else feather
         if band > 0:
             y = self._feather(y, crop, m, band)
         fill = np.rint(y[0].permute(1, 2, 0).numpy() * peak).clip(0, peak).astype(img.dtype)

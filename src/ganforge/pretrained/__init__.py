@@ -1,5 +1,5 @@
-"""The shipped models: small restoration snapshots installed with the package, and how a ``--model`` value becomes
-a snapshot.
+"""The shipped models: small snapshots (restoration, inpainting, colorization, translation) installed with the
+package, and how a ``--model`` value becomes a snapshot.
 
 Each shipped model is a standard snapshot pair (``<stem>.safetensors`` + ``<stem>.json``, core/snapshot.py) in
 this folder, trained by ``bench/pretrained.py`` on redistributable photos (docs/pretrained.md lists every image,
@@ -28,14 +28,15 @@ from ganforge.core.files import CheckpointError
 from ganforge.infer.pipelines import load_pipeline
 from ganforge.infer.restore import RestorePipeline
 
-__all__ = ["COMMANDS", "PRETRAINED", "PRETRAINED_DIR", "Pretrained", "PretrainedMissing", "default_model",
-           "installed", "load_restorer", "resolve_model"]
+__all__ = ["COMMANDS", "PRETRAINED", "PRETRAINED_DIR", "RESTORE_COMMANDS", "Pretrained", "PretrainedMissing",
+           "default_model", "installed", "load_restorer", "resolve_model"]
 
 # Where the shipped files live; tests point it at a temporary folder (the functions read it at call time).
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
-Command = Literal["upscale", "denoise", "derain"]
-COMMANDS: tuple[str, ...] = ("upscale", "denoise", "derain")
+Command = Literal["upscale", "denoise", "derain", "inpaint", "colorize", "translate"]
+COMMANDS: tuple[str, ...] = ("upscale", "denoise", "derain", "inpaint", "colorize", "translate")
+RESTORE_COMMANDS: tuple[str, ...] = ("upscale", "denoise", "derain")  # the RestorePipeline ones (load_restorer)
 
 _PHOTOS = ("redistributable photos available offline: the scikit-image and matplotlib sample images and "
            "the photographs in Debian's plasma-workspace-wallpapers, ukui-wallpapers and lomiri-wallpapers-20.04 "
@@ -107,6 +108,16 @@ PRETRAINED: dict[str, Pretrained] = {p.name: p for p in (
     Pretrained("derain", "derain", "derain", True, 1, False, "derain",
                "removes rain streaks (U-Net trained on synthetic streaks, after ID-CGAN)",
                _reproduce("derain"), _PHOTOS),
+    Pretrained("inpaint", "inpaint", "inpaint", True, 1, False, "deepfill-128",
+               "fills holes (DeepFill v2: gated convolutions and contextual attention, trained on 128 px crops "
+               "with free-form and box holes)",
+               _reproduce("inpaint"), _PHOTOS),
+    Pretrained("colorize", "colorize", "colorize", True, 1, False, "colorize-64",
+               "colours gray photos (pix2pix U-Net in Lab: keeps the lightness, predicts the colour)",
+               _reproduce("colorize"), _PHOTOS),
+    Pretrained("edges2photo", "edges2photo", "translate", False, 1, False, "pix2pix-64",
+               "edges -> photo (pix2pix on soft Sobel edge maps of the photos, --pairs edges)",
+               _reproduce("edges2photo"), _PHOTOS),
 )}
 
 
@@ -166,6 +177,10 @@ def load_restorer(model: str | Path | None, command: str, device: str | torch.de
                   sigma: bool = False) -> RestorePipeline:
     """``resolve_model`` + ``load_pipeline``: the RestorePipeline for a --model value. Raises CheckpointError when
     the snapshot is not an image-to-image model (e.g. a GAN generator)."""
+    if str(model) in PRETRAINED and PRETRAINED[str(model)].command not in RESTORE_COMMANDS:
+        p = PRETRAINED[str(model)]
+        raise CheckpointError(f"--model {model} is the shipped {p.command} model, not a restoration one: use "
+                              f"`ganforge {p.command}`")
     path = resolve_model(model, command, sigma)
     pipe = load_pipeline(path, device=device)
     if not isinstance(pipe, RestorePipeline):

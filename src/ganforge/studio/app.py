@@ -480,18 +480,19 @@ def create_app(settings: StudioSettings) -> FastAPI:
     @app.post("/api/infer/restore", tags=["inference"], response_class=Response,
               responses={200: {"content": {"image/png": {}}}})
     def infer_restore(image: Annotated[UploadFile, File(description="png, jpg, webp, bmp or tif")],
-                      model: Annotated[str | None, Form(description="a shipped model (GET /api/models)")] = None,
+                      model: Annotated[str | None, Form(description="a shipped restoration model (GET "
+                                                                    "/api/models)")] = None,
                       job_id: Annotated[int | None, Form(ge=1, le=MAX_ID, description="or a job's snapshot")] = None,
                       snapshot: Annotated[str, Form(max_length=200)] = "latest",
                       method: Annotated[Literal["model", "bicubic"], Form()] = "model",
                       sigma: Annotated[float | None, Form(ge=0, le=255, description="noise level (0-255) for a "
                                                           "non-blind denoiser")] = None) -> Response:
-        """Restore an uploaded image with a shipped model or a job's snapshot; returns a PNG (``X-Scale`` says the
-        model's scale). ``method=bicubic`` returns the bicubic upscale at the model's scale instead: the baseline for
-        the before/after slider."""
-        if (model is None) == (job_id is None):
-            raise HTTPException(422, "give exactly one of model (a shipped model) or job_id (a job's snapshot)")
-        path = _shipped_path(model) if model is not None else snapshot_path(job_id, snapshot)  # type: ignore[arg-type]
+        """Restore an uploaded image with a shipped restoration model (upscale, denoise, derain) or a job's
+        snapshot; returns a PNG (``X-Scale`` says the model's scale). ``method=bicubic`` returns the bicubic upscale
+        at the model's scale instead: the baseline for the before/after slider."""
+        from ganforge.pretrained import RESTORE_COMMANDS
+
+        path = shipped_or_snapshot(model, job_id, snapshot, RESTORE_COMMANDS)
         pipe = pipes.get(path)
         work = settings.tmp_dir / f"infer-{uuid.uuid4().hex}"
         work.mkdir()
@@ -507,6 +508,15 @@ def create_app(settings: StudioSettings) -> FastAPI:
             shutil.rmtree(work, ignore_errors=True)
         return Response(png, media_type="image/png", headers={"X-Scale": str(scale)})
 
+    def shipped_or_snapshot(model: str | None, job_id: int | None, snapshot: str,
+                            commands: str | tuple[str, ...]) -> Path:
+        """The snapshot an inference request names: exactly one of a shipped model (of ``commands``) or a job's."""
+        if model is not None and job_id is None:
+            return _shipped_path(model, commands)
+        if job_id is not None and model is None:
+            return snapshot_path(job_id, snapshot)
+        raise HTTPException(422, "give exactly one of model (a shipped model) or job_id (a job's snapshot)")
+
     def save_upload(file: UploadFile, work: Path, stem: str) -> Path:
         """Copy an uploaded image into ``work`` under the upload cap (pickles and other non-images refused)."""
         suffix = check_suffix(file.filename or "image.png")
@@ -519,14 +529,16 @@ def create_app(settings: StudioSettings) -> FastAPI:
     def infer_inpaint(image: Annotated[UploadFile, File(description="png, jpg, webp, bmp or tif")],
                       mask: Annotated[UploadFile, File(description="the hole, same size as the image: white (or "
                                                        "opaque, on a transparent PNG) = hole; thresholded at half")],
-                      job_id: Annotated[int, Form(ge=1, le=MAX_ID, description="an inpaint job (no shipped "
-                                                                               "inpainting model exists yet)")],
+                      model: Annotated[str | None, Form(description="a shipped inpainting model (GET "
+                                                                    "/api/models)")] = None,
+                      job_id: Annotated[int | None, Form(ge=1, le=MAX_ID, description="or an inpaint job")] = None,
                       snapshot: Annotated[str, Form(max_length=200)] = "latest") -> Response:
-        """Fill the hole of an uploaded image with an inpaint job's snapshot; returns a PNG of the image's size in
-        which only hole pixels changed. Canvas masks arrive anti-aliased: a mask pixel is hole when its level
-        (alpha for a transparent PNG, else the mean of its channels) is above 127 of 255 (``X-Hole-Pixels`` says
-        how many). An empty mask, a mask of another size or a snapshot of another task is a 422 saying so."""
-        pipe = pipes.get(snapshot_path(job_id, snapshot))
+        """Fill the hole of an uploaded image with a shipped inpainting model or an inpaint job's snapshot (exactly
+        one of ``model`` and ``job_id``); returns a PNG of the image's size in which only hole pixels changed.
+        Canvas masks arrive anti-aliased: a mask pixel is hole when its level (alpha for a transparent PNG, else the
+        mean of its channels) is above 127 of 255 (``X-Hole-Pixels`` says how many). An empty mask, a mask of another
+        size or a snapshot of another task is a 422 saying so."""
+        pipe = pipes.get(shipped_or_snapshot(model, job_id, snapshot, "inpaint"))
         work = settings.tmp_dir / f"infer-{uuid.uuid4().hex}"
         work.mkdir()
         try:
@@ -551,27 +563,28 @@ def create_app(settings: StudioSettings) -> FastAPI:
     @app.post("/api/infer/translate", tags=["inference"], response_class=Response,
               responses={200: {"content": {"image/png": {}}}})
     def infer_translate(image: Annotated[UploadFile, File(description="png, jpg, webp, bmp or tif")],
-                        job_id: Annotated[int, Form(ge=1, le=MAX_ID, description="a pix2pix or cyclegan job")],
+                        model: Annotated[str | None, Form(description="a shipped translation model (GET "
+                                                                      "/api/models)")] = None,
+                        job_id: Annotated[int | None, Form(ge=1, le=MAX_ID, description="or a pix2pix or cyclegan "
+                                                                                         "job")] = None,
                         snapshot: Annotated[str, Form(max_length=200)] = "latest",
                         direction: Annotated[Literal["AtoB", "BtoA"], Form(description="BtoA needs a CycleGAN "
                                                                            "snapshot")] = "AtoB") -> Response:
-        """Translate an uploaded image with a pix2pix or CycleGAN job's snapshot; returns a PNG of the same size."""
-        return _translate(image, snapshot_path(job_id, snapshot), direction, colorize=False)
+        """Translate an uploaded image with a shipped translation model or a pix2pix or CycleGAN job's snapshot
+        (exactly one of ``model`` and ``job_id``); returns a PNG of the same size."""
+        return _translate(image, shipped_or_snapshot(model, job_id, snapshot, "translate"), direction,
+                          colorize=False)
 
     @app.post("/api/infer/colorize", tags=["inference"], response_class=Response,
               responses={200: {"content": {"image/png": {}}}})
     def infer_colorize(image: Annotated[UploadFile, File(description="a gray (or colour) photo")],
-                       model: Annotated[str | None, Form(description="a shipped colorization model, when the "
-                                                         "registry has one (GET /api/models)")] = None,
+                       model: Annotated[str | None, Form(description="a shipped colorization model (GET "
+                                                                     "/api/models)")] = None,
                        job_id: Annotated[int | None, Form(ge=1, le=MAX_ID, description="or a colorize job")] = None,
                        snapshot: Annotated[str, Form(max_length=200)] = "latest") -> Response:
         """Colour a photo with a colorization model (pix2pix on derived lab or gray pairs, e.g. preset colorize-64):
         the result keeps the photo's lightness and takes its colours from the model."""
-        if (model is None) == (job_id is None):
-            raise HTTPException(422, "give exactly one of model (a shipped model) or job_id (a job's snapshot)")
-        path = _shipped_path(model, "colorize") if model is not None \
-            else snapshot_path(job_id, snapshot)  # type: ignore[arg-type]
-        return _translate(image, path, "AtoB", colorize=True)
+        return _translate(image, shipped_or_snapshot(model, job_id, snapshot, "colorize"), "AtoB", colorize=True)
 
     # ---- the page ----------------------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -726,7 +739,7 @@ def _snapshots(job_id: JobId, run: Path) -> list[dict[str, Any]]:
 
 
 def _shipped() -> list[dict[str, Any]]:
-    """The shipped restoration models (ganforge.pretrained), with whether this copy has their files."""
+    """The shipped models (ganforge.pretrained), with whether this copy has their files."""
     from ganforge.pretrained import PRETRAINED
 
     return [{"name": p.name, "command": p.command, "scale": p.scale, "installed": p.installed,
@@ -734,15 +747,26 @@ def _shipped() -> list[dict[str, Any]]:
             for p in PRETRAINED.values()]
 
 
-def _shipped_path(name: str, command: str | None = None) -> Path:
-    """The snapshot of shipped model ``name`` (of ``command``'s kind when given); 422 when unknown or absent."""
-    from ganforge.pretrained import PRETRAINED
+def _endpoint(command: str) -> str:
+    """The inference endpoint for a shipped model of ``command``."""
+    from ganforge.pretrained import RESTORE_COMMANDS
+
+    return "/api/infer/restore" if command in RESTORE_COMMANDS else f"/api/infer/{command}"
+
+
+def _shipped_path(name: str, command: str | tuple[str, ...] | None = None) -> Path:
+    """The snapshot of shipped model ``name`` (of ``command``'s kind, or one of several, when given); 422 when
+    unknown, of another kind (naming the endpoint that takes it) or absent."""
+    from ganforge.pretrained import PRETRAINED, RESTORE_COMMANDS
 
     p = PRETRAINED.get(name)
-    if command is not None and (p is None or p.command != command):
-        mine = [n for n, q in PRETRAINED.items() if q.command == command]
-        raise HTTPException(422, f"no shipped {command} model {name!r}; " + (
-            f"shipped {command} models: {', '.join(mine)}" if mine else
+    commands = (command,) if isinstance(command, str) else command
+    if commands is not None and (p is None or p.command not in commands):
+        kind = "restoration" if commands == RESTORE_COMMANDS else "/".join(commands)
+        mine = [n for n, q in PRETRAINED.items() if q.command in commands]
+        other = f" ({name} is the shipped {p.command} model: use POST {_endpoint(p.command)})" if p else ""
+        raise HTTPException(422, f"no shipped {kind} model {name!r}{other}; " + (
+            f"shipped {kind} models: {', '.join(mine)}" if mine else
             "none is shipped yet: train one on the Train page and pass job_id"))
     if p is None:
         raise HTTPException(422, f"unknown model {name!r}; shipped models: {', '.join(PRETRAINED)}")

@@ -168,12 +168,12 @@ async function fill(button) {
   await busy(button, async () => {
     const { blob, hole } = await maskPng();
     if (!hole) throw new Error("the mask is empty: paint over the part of the image to fill (brush: b), then Fill");
-    const [jobId, snapshot] = choice.split(":");
+    const [kind, name] = choice.split(":");  // "shipped:<model>" or "<job id>:<snapshot>"
     const form = new FormData();
     form.append("image", file, file.name);
     form.append("mask", blob, "mask.png");
-    form.append("job_id", jobId);
-    form.append("snapshot", snapshot);
+    if (kind === "shipped") form.append("model", name);
+    else { form.append("job_id", kind); form.append("snapshot", name); }
     $("inpaint-busy").textContent = "filling…";
     try {
       const { url, headers } = await apiImage("/api/infer/inpaint", { form });
@@ -184,17 +184,28 @@ async function fill(button) {
   });
 }
 
-/** Fill the model list from GET /api/models (inpaint snapshots of jobs; no shipped inpainting model exists). */
+/** Fill the model list from GET /api/models: the installed shipped inpainting models first, then the inpaint
+ *  snapshots of jobs; the note about training one shows only when no shipped model is installed. */
 export function setModels(models, pick) {
+  const shipped = models.shipped.filter((s) => s.command === "inpaint" && s.installed);
   const jobs = models.jobs.filter((j) => j.latest.pipeline === "inpaint");
   const sel = $("inpaint-model");
-  sel.replaceChildren(...jobs.map((j) => {
+  const groups = [];
+  if (shipped.length) {
+    const group = document.createElement("optgroup");
+    group.label = "shipped";
+    group.append(...shipped.map((s) => new Option(`${s.name} (inpaint)`, `shipped:${s.name}`)));
+    groups.push(group);
+  }
+  for (const j of jobs) {
     const group = document.createElement("optgroup");
     group.label = `#${j.job_id} ${j.job_name}`;
     group.append(...j.snapshots.map((s) => new Option(`#${j.job_id} ${j.job_name} · ${s.name} ${kimg(s)}`,
                                                        `${j.job_id}:${s.name}`)));
-    return group;
-  }));
-  if (!jobs.length) sel.append(new Option("no inpainting model yet: train an inpaint job", ""));
+    groups.push(group);
+  }
+  sel.replaceChildren(...groups);
+  if (!groups.length) sel.append(new Option("no inpainting model yet: train an inpaint job", ""));
+  $("inpaint-note").hidden = shipped.length > 0;
   if (pick) sel.value = `${pick}:latest`;
 }

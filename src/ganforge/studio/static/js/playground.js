@@ -7,6 +7,7 @@ import * as translate from "./translate.js";
 
 const $ = (id) => document.getElementById(id);
 const TABS = ["generate", "restore", "inpaint", "translate"];
+const RESTORE_COMMANDS = ["upscale", "denoise", "derain"];  // the shipped models the restore tab lists
 let models = { jobs: [], shipped: [] };
 let currentTab = "generate";
 
@@ -61,7 +62,7 @@ export async function show(arg) {
     j.snapshots.map((s) => new Option(`#${j.job_id} ${j.job_name} · ${s.name} (${Number(s.kimg.toPrecision(3))} kimg)`,
                                       `${j.job_id}:${s.name}`))));
   $("gen-model").replaceChildren(...(gens.length ? options(gens) : [new Option("no generator yet: train a GAN job", "")]));
-  const shipped = models.shipped.filter((s) => s.installed);
+  const shipped = models.shipped.filter((s) => s.installed && RESTORE_COMMANDS.includes(s.command));
   $("restore-model").replaceChildren(
     ...(shipped.length ? [el("optgroup", { label: "shipped" }, shipped.map((s) =>
       new Option(`${s.name} (${s.command}, ×${s.scale})`, `shipped:${s.name}`)))] : []),

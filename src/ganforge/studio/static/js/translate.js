@@ -1,6 +1,6 @@
-// Translate / colorize playground: a pix2pix or CycleGAN job's snapshot (A -> B, and B -> A where the model has
-// both generators), or a colorizer (a shipped one when the registry has one, else a colorize job's snapshot);
-// upload -> result beside the input.
+// Translate / colorize playground: a shipped translation model (A -> B) or colorizer, or a pix2pix or CycleGAN
+// job's snapshot (A -> B, and B -> A where the model has both generators; colorize jobs too); upload -> result
+// beside the input.
 import { apiImage, busy, showError } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,18 +12,19 @@ export function init() {
   $("translate-form").addEventListener("submit", run);
 }
 
-/** Fill the model list from GET /api/models: shipped colorizers first, then every translate snapshot. */
+/** Fill the model list from GET /api/models: the installed shipped colorizers and translators first, then every
+ *  translate snapshot. */
 export function setModels(models, pick) {
   choices = new Map();
   const sel = $("translate-model");
   const groups = [];
-  const shipped = models.shipped.filter((s) => s.command === "colorize" && s.installed);
+  const shipped = models.shipped.filter((s) => (s.command === "colorize" || s.command === "translate") && s.installed);
   if (shipped.length) {
     const g = document.createElement("optgroup");
     g.label = "shipped";
     for (const s of shipped) {
-      g.append(new Option(`${s.name} (colorize)`, `shipped:${s.name}`));
-      choices.set(`shipped:${s.name}`, { kind: "shipped", colorizer: true, directions: ["AtoB"] });
+      g.append(new Option(`${s.name} (${s.command})`, `shipped:${s.name}`));
+      choices.set(`shipped:${s.name}`, { kind: "shipped", colorizer: s.command === "colorize", directions: ["AtoB"] });
     }
     groups.push(g);
   }
@@ -40,8 +41,8 @@ export function setModels(models, pick) {
   }
   sel.replaceChildren(...groups);
   if (!choices.size) sel.append(new Option("no translation model yet: train a pix2pix, colorize or cyclegan job", ""));
-  $("translate-note").textContent = shipped.length ? "" :
-    "No colorization model is shipped yet: train one on the Train page (task pix2pix, preset colorize-64, on a " +
+  $("translate-note").textContent = shipped.some((s) => s.command === "colorize") ? "" :
+    "No shipped colorization model is installed: train one on the Train page (task pix2pix, preset colorize-64, on a " +
     "folder of colour photos: the gray inputs are derived) or a translation (pix2pix-64 with derived pairs, " +
     "cyclegan-64 on A/ + B/ folders).";
   if (pick && choices.has(`${pick}:latest`)) sel.value = `${pick}:latest`;
