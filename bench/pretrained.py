@@ -97,7 +97,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                "channels (the paper's cnum 48 = width 24), D width 32, batch 8, and the adversarial weight 0.1 "
                "instead of 1 so that a short run learns the reconstruction first (3.8 img/s on one thread: the "
                "paper's weight 1 is for runs hundreds of times longer)"),
-    Recipe("colorize", "colorize-64", kimg=60.0, seed=0, kind="colorize", sets=("run.channels_last=off",),
+    Recipe("colorize", "colorize-64", kimg=54.5, seed=0, kind="colorize", sets=("run.channels_last=off",),
            why="the colorize-64 preset as is (pix2pix U-Net depth 6, width 32, on CIE L* -> colour, L1 x 100 + "
                "adversarial, 64 px crops, batch 4)"),
     Recipe("edges2photo", "pix2pix-64", kimg=30.0, seed=0, kind="edges", sets=("data.derive=edges",),
