@@ -24,9 +24,10 @@ untranslated images; the judge's share of G(A) classified as Sneaker; the cycle 
 in place of G(A) (what an unrelated sneaker would score).
 
 speed. One training step (all phases, forward + backward + Adam; the best of two) of each recipe at the paper's
-batch 1, at 128 and 256 px (``--quick``: 128 px, one step), pix2pix U-Net depth 7 / 8 and CycleGAN ResNet 6 / 9
-blocks, 64 channels: img/s, FLOPs counted with torch.utils.flop_counter, and the achieved FLOP/s as a fraction of
-this machine's float32 matmul peak measured in the same run (target 40 %); inference megapixels/s of each generator
+batch 1 (and pix2pix at batch 4 too, the paper's for edges2shoes/handbags), at 128 and 256 px (``--quick``: 128
+px, one step), pix2pix U-Net depth 7 / 8 and CycleGAN ResNet 6 / 9 blocks, 64 channels, channels_last as in the
+loop: img/s, FLOPs counted with torch.utils.flop_counter, and the achieved FLOP/s as a fraction of this machine's
+float32 matmul peak measured in the same run (target 40 %); inference megapixels/s of each generator
 through the pipeline on a 1024x768 image.
 """
 
@@ -257,7 +258,7 @@ def _task(preset: str, res: int) -> Any:
     return CycleGANTask(cfg.model, cfg.loss, cfg.optim, 3), cfg
 
 
-def train_step_speed(preset: str, res: int, steps: int, peak: float) -> dict[str, Any]:
+def train_step_speed(preset: str, res: int, steps: int, peak: float, batch_size: int = 1) -> dict[str, Any]:
     """One loop step of the task (its phases: freeze the others, forward, backward, Adam) at batch 1, channels_last
     as in the loop."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -268,7 +269,8 @@ def train_step_speed(preset: str, res: int, steps: int, peak: float) -> dict[str
     for m in task.modules.values():  # as the loop does (run.channels_last auto = on)
         m.to(memory_format=torch.channels_last)
     opts = task.optimizers(cfg.optim)
-    x = lambda: (torch.rand(1, 3, res, res) * 2 - 1).contiguous(memory_format=torch.channels_last)  # noqa: E731
+    x = lambda: (torch.rand(batch_size, 3, res, res) * 2 - 1).contiguous(  # noqa: E731
+        memory_format=torch.channels_last)
     batch = {"input": x(), "target": x()} if preset.startswith("pix2pix") else {"A": x(), "B": x()}
 
     def step(i: int) -> None:
@@ -289,8 +291,9 @@ def train_step_speed(preset: str, res: int, steps: int, peak: float) -> dict[str
         t0 = time.perf_counter()
         step(1 + i)
         dt = min(dt, time.perf_counter() - t0)
-    return {"preset": preset, "resolution": res, "batch": 1, "G": task.G.config if preset.startswith("pix2pix")
-            else task.G.config["AtoB"], "img_per_s": round(1 / dt, 3), "s_per_step": round(dt, 3),
+    return {"preset": preset, "resolution": res, "batch": batch_size, "G": task.G.config
+            if preset.startswith("pix2pix") else task.G.config["AtoB"], "img_per_s": round(batch_size / dt, 3),
+            "s_per_step": round(dt, 3),
             "step_gflop": round(flops / 1e9, 2), "achieved_gflops": round(flops / dt / 1e9, 2),
             "fraction_of_peak": round(flops / dt / peak, 4)}
 
@@ -311,9 +314,9 @@ def section_speed(args: argparse.Namespace) -> dict[str, Any]:
     print(f" matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
     steps = 1 if args.quick else 2  # a CycleGAN 256 px step is ~2 TFLOP: tens of seconds on a 2-core CPU
     training = []
-    for preset in ("pix2pix-256", "cyclegan-256"):
+    for preset, batch_size in (("pix2pix-256", 1), ("pix2pix-256", 4), ("cyclegan-256", 1)):
         for res in (128,) if args.quick else (128, 256):
-            training.append(train_step_speed(preset, res, steps, peak))
+            training.append(train_step_speed(preset, res, steps, peak, batch_size))
             print(f"  {training[-1]}", flush=True)
     peak = max(peak, rb.matmul_peak(1.0 if args.quick else 4.0))
     for row in training:  # against the best peak seen in this run
