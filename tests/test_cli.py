@@ -201,8 +201,15 @@ def test_resume_config_allows_only_the_listed_fields(tmp_path, monkeypatch):
         resume.resume_config(run, {"optim": {"beta1": 0.1}})
     monkeypatch.setattr(resume, "RESUME_CHANGEABLE", (*resume.RESUME_CHANGEABLE, "optim.beta1"))
     assert resume.resume_config(run, {"optim": {"beta1": 0.1}}).optim.beta1 == 0.1
-    with pytest.raises(ConfigError, match=r"loss\.pl_weight, optim\.beta1\)"):
+    with pytest.raises(ConfigError, match=r"loss\.coarse_weight, optim\.beta1\)"):
         resume.resume_config(run, {"optim": {"beta2": 0.5}})
+    with pytest.raises(ConfigError, match="l1_weight"):  # a weight this task does not have is refused by name
+        resume.resume_config(run, {"loss": {"l1_weight": 50.0}})
+    p2p = tmp_path / "00001-photos-pix2pix-64"
+    p2p.mkdir()
+    (p2p / "config.json").write_text(resolve_config("pix2pix-64", {"data": {"source": "shapes", "derive": "edges"}})
+                                     .to_json())
+    assert resume.resume_config(p2p, {"loss": {"l1_weight": 50.0}}).loss.l1_weight == 50.0
 
 
 def test_error_messages_are_plain_text_not_markup(tmp_path):

@@ -62,7 +62,12 @@ def train(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")] = False,
     progress: Annotated[bool, typer.Option(help="show progress")] = True,
 ) -> None:
-    """Train a GAN. Example: ganforge train --data shapes --preset dcgan-32 --kimg 0.256 --out /tmp/r"""
+    """Train a model of any task (the preset picks it: GAN, restoration, inpainting, translation).
+
+    ganforge train --data shapes --preset dcgan-32 --kimg 0.256 --out /tmp/r
+
+    ganforge train --data ~/photos --preset deepfill-128 --masks free-form --kimg 500
+    """
     from ganforge.config import PAIRS, ConfigError, deep_merge, parse_set, resolve_config
 
     try:

@@ -27,6 +27,9 @@ RESUME_CHANGEABLE: tuple[str, ...] = (
     # Recovery from divergence (the NaN message suggests it): learning rates, loss weights, regularisation.
     "optim.g_lr", "optim.d_lr",
     "loss.r1_gamma", "loss.gp_weight", "loss.acgan_weight", "loss.pl_weight",
+    # Reconstruction-type weights of the image-to-image tasks (none adds or removes a network).
+    "loss.pixel_weight", "loss.l1_weight", "loss.cycle_weight", "loss.identity_weight",
+    "loss.reconstruction_weight", "loss.coarse_weight",
 )
 
 
