@@ -1,7 +1,7 @@
 """The one explicit training loop, for every task.
 
-It iterates the task's phases (tasks/base.py) and owns everything around them: data sampling, EMA, AMP and
-channels_last on CUDA, gradient all-reduce under torchrun, the NaN guard, the time budget, stats, preview
+It iterates the task's phases (tasks/base.py) and owns everything around them: data sampling, EMA, AMP on CUDA,
+channels_last (CUDA and CPU), gradient all-reduce under torchrun, the NaN guard, the time budget, stats, preview
 grids, snapshots and atomic checkpoints. It never names a module: the task says which exist, which have an
 EMA copy, which optimizer trains which, and which go into the snapshot. Read it top to bottom.
 """
