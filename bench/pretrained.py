@@ -101,7 +101,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("colorize", "colorize-64", kimg=54.5, seed=0, kind="colorize", sets=("run.channels_last=off",),
            why="the colorize-64 preset as is (pix2pix U-Net depth 6, width 32, on CIE L* -> colour, L1 x 100 + "
                "adversarial, 64 px crops, batch 4)"),
-    Recipe("edges2photo", "pix2pix-64", kimg=30.0, seed=0, kind="edges", sets=("data.derive=edges",),
+    Recipe("edges2photo", "pix2pix-64", kimg=38.0, seed=0, kind="edges", sets=("data.derive=edges",),
            why="the pix2pix-64 preset as is, on derived pairs (--pairs edges: soft Sobel edge map -> photo)"),
     Recipe("denoise-nonblind", "denoise-nonblind", kimg=4.0, seed=1, kind="denoise",
            sets=("model.width=32", "model.depth=10", "model.batch_norm=false"),
