@@ -87,7 +87,8 @@ def run_record(run: Path) -> dict[str, Any]:
     from ganforge.core.snapshot import load_snapshot, snapshot_hash
 
     _, meta = load_snapshot(run)
-    return {"run": str(run), "sha256": snapshot_hash(run / "snapshots" / "latest"), "kimg": meta.get("kimg"),
+    snap = run / "snapshots" / "latest" if run.is_dir() else run  # a run folder, or a snapshot (a shipped model)
+    return {"run": str(run), "sha256": snapshot_hash(snap), "kimg": meta.get("kimg"),
             "step": meta.get("step"), "preset": meta.get("config", {}).get("preset"),
             "derive": meta.get("derive"), "G": meta.get("modules", {}).get("G", {}).get("config")}
 
