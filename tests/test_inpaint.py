@@ -277,7 +277,12 @@ def test_inpaint_cli_file_folder_and_errors(deepfill_run, tmp_path):
         ["a.png", "sub/b.png"]
     res = run(app, ["inpaint", "--image", str(tmp_path / "imgs" / "a.png"), "--mask", str(tmp_path / "masks" / "a.jpg"),
                     "-o", str(tmp_path / "x.png")])
-    assert res.exit_code == 1 and "pass --model" in res.output
+    assert res.exit_code == 0, res.output                       # the shipped model (src/ganforge/pretrained/inpaint)
+    x_out = np.asarray(Image.open(tmp_path / "x.png"))
+    assert np.array_equal(a_in[m <= 127], x_out[m <= 127]) and not np.array_equal(a_in[m > 127], x_out[m > 127])
+    res = run(app, ["inpaint", "--image", str(tmp_path / "imgs" / "a.png"), "--mask", str(tmp_path / "masks" / "a.jpg"),
+                    "-o", str(tmp_path / "x.png"), "--max-side", "64"])
+    assert res.exit_code == 1 and "max_side=64 is below the model's training resolution 128" in res.output
     res = run(app, ["inpaint", "--image", str(tmp_path / "nope.png"), "--mask", str(tmp_path / "masks" / "a.jpg"),
                     "-o", str(tmp_path / "x.png"), "--model", str(deepfill_run)])
     assert res.exit_code == 1 and "no such file or folder" in res.output

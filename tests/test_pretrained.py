@@ -39,7 +39,8 @@ def _degrade(op, pixels: np.ndarray, seed: int, *args) -> np.ndarray:
 
 def test_registry_lists_the_shipped_files():
     names = {p.name for p in pretrained.installed()}
-    assert {"sr-x4-psnr", "sr-x4-gan", "denoise-blind", "derain", "colorize"} <= names  # the README's commands
+    assert {"sr-x4-psnr", "sr-x4-gan", "denoise-blind", "derain", "inpaint", "inpaint-deepfill", "colorize",
+            "edges2photo"} <= names  # the README's commands
 
 
 def test_sr_x4_psnr_beats_bicubic(photo):
@@ -110,3 +111,17 @@ def test_edges2photo_is_closer_to_the_photo_than_its_edge_map(name):
     assert out.shape == crop.shape and out.dtype == np.uint8
     gain = float(psnr(out, crop) - psnr(edges, crop))
     assert gain > 1.0, gain  # measured +6.2 / +2.4 / +4.1 dB (a flat mid-gray still scores higher on two of them)
+
+
+@pytest.mark.parametrize(("name", "ratio"), [("inpaint", 0.85), ("inpaint-deepfill", 0.99)])  # measured 0.74, 0.95
+def test_inpaint_models_fill_only_the_hole_from_its_surroundings(photo, name, ratio):
+    pipe = shipped(name)
+    hole = np.zeros(photo.shape[:2], bool)
+    hole[50:70, 40:80] = True
+    out = pipe(photo, hole)
+    assert out.shape == photo.shape and np.array_equal(out[~hole], photo[~hole])
+    flat = photo.copy()
+    flat[hole] = photo[~hole].mean(0).round().astype(np.uint8)      # the known pixels' mean colour
+    mse = {k: float(((v[hole].astype(np.float64) - photo[hole]) ** 2).mean()) for k, v in (("model", out),
+                                                                                           ("flat", flat))}
+    assert mse["model"] < ratio * mse["flat"], mse

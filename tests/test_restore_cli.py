@@ -24,8 +24,8 @@ from ganforge.infer.restore import RestorePipeline, resize_pixels
 from ganforge.nets import build_net
 from tests.conftest import make_class_folder
 
-NAMES = {"sr-x4-psnr", "sr-x4-gan", "denoise-blind", "denoise-nonblind", "derain", "inpaint", "colorize",
-         "edges2photo"}
+NAMES = {"sr-x4-psnr", "sr-x4-gan", "denoise-blind", "denoise-nonblind", "derain", "inpaint", "inpaint-deepfill",
+         "colorize", "edges2photo"}
 
 
 def tiny_snapshot(folder: Path, name: str, arch: str, half: bool = False, seed: int = 0, **config) -> Path:
@@ -88,8 +88,8 @@ def test_registry_has_the_shipped_names_and_one_default_per_command():
         assert p.name == name and p.stem == name and p.command in pretrained.COMMANDS
         assert name in p.reproduce and p.description and "docs/pretrained.md" in p.data
         assert p.scale == (4 if name.startswith("sr-") else 1)
-        assert (p.command in pretrained.RESTORE_COMMANDS) == (p.preset not in ("deepfill-128", "colorize-64",
-                                                                              "pix2pix-64"))
+        assert (p.command in pretrained.RESTORE_COMMANDS) == (p.preset not in (
+            "context-encoder-64", "deepfill-128", "colorize-64", "pix2pix-64"))
         assert resolve_config(p.preset)  # the preset it names exists
     assert pretrained.default_model("upscale").name == "sr-x4-psnr"
     assert pretrained.default_model("denoise").name == "denoise-blind"

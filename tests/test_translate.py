@@ -419,7 +419,7 @@ def test_cli_train_pairs_flag():
     assert code == 1 and "--pairs and --degrade" in out
 
 
-def test_cli_translate_and_colorize(tmp_path):
+def test_cli_translate_and_colorize(tmp_path, monkeypatch):
     source = _unpaired(tmp_path / "unp", n=3)
     run = ganforge.train(_config("cyclegan-64", source, tmp_path / "runs", 0.002), progress=False)
     code, out = cli("translate", run, source / "trainB", "-o", tmp_path / "out", "--direction", "BtoA", "--ext", "jpg")
@@ -429,7 +429,13 @@ def test_cli_translate_and_colorize(tmp_path):
     assert code == 1 and "direction must be AtoB or BtoA" in out
     code, out = cli("colorize", source / "trainA", "-o", tmp_path / "c", "--model", run)
     assert code == 1 and "not a colorization model" in out
-    code, out = cli("colorize", source / "trainA", "-o", tmp_path / "c")
+    code, out = cli("colorize", source / "trainA", "-o", tmp_path / "c")   # the shipped colorizer
+    assert code == 0, out
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["0.png", "1.png", "2.png"]
+    from ganforge import pretrained
+
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "no-shipped-models")
+    code, out = cli("colorize", source / "trainA", "-o", tmp_path / "c2")
     assert code == 1 and "--preset colorize-64" in out
     code, out = cli("translate", tmp_path / "nothing", source, "-o", tmp_path / "y")
     assert code == 1 and "Traceback" not in out
