@@ -69,6 +69,7 @@ class Recipe:
     degrade: str | None = None          # --degrade chain, when it differs from the preset's
     init_from: str | None = None        # another recipe's shipped model to start from (a GAN stage)
     kind: str = "sr"                    # what `eval` measures: sr | denoise | derain | inpaint | colorize | edges
+    int8: bool = False                  # ship large weights as int8 + per-channel scales (core/snapshot.py)
     why: str = ""                       # why these choices (docs/pretrained.md repeats it)
 
 
@@ -114,10 +115,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                "of 1 and Adam lr 4e-4 instead of 1e-4 so that a short run learns the reconstruction first (3 img/s "
                "on one thread: 11.2 kimg in 65 minutes; a first run at lr 1e-4 still filled holes with one flat, "
                "wrong colour after 6 kimg)"),
-    Recipe("colorize", "colorize-64", kimg=54.5, seed=0, kind="colorize", sets=("run.channels_last=off",),
+    Recipe("colorize", "colorize-64", kimg=54.5, seed=0, kind="colorize", sets=("run.channels_last=off",), int8=True,
            why="the colorize-64 preset as is (pix2pix U-Net depth 6, width 32, on CIE L* -> colour, L1 x 100 + "
                "adversarial, 64 px crops, batch 4)"),
-    Recipe("edges2photo", "pix2pix-64", kimg=38.0, seed=0, kind="edges", sets=("data.derive=edges",),
+    Recipe("edges2photo", "pix2pix-64", kimg=38.0, seed=0, kind="edges", sets=("data.derive=edges",), int8=True,
            why="the pix2pix-64 preset as is, on derived pairs (--pairs edges: soft Sobel edge map -> photo)"),
     Recipe("denoise-nonblind", "denoise-nonblind", kimg=4.0, seed=1, kind="denoise",
            sets=("model.width=32", "model.depth=10", "model.batch_norm=false"),
@@ -226,7 +227,7 @@ def ship_run(recipe: Recipe, run: Path, photos: Path, threads: int | None, devic
         "threads": threads, "machine": f"{platform.machine()}, {_cpus()} CPUs shared with other jobs",
         "torch": torch.__version__, "run_folder": run.name,
     }
-    return ship(run, recipe.name, record)
+    return ship(run, recipe.name, record, recipe.int8)
 
 
 def _cpus() -> int:
@@ -234,14 +235,19 @@ def _cpus() -> int:
     return os.cpu_count() or 0
 
 
-def ship(run: Path, name: str, record: dict[str, object]) -> Path:
-    """Copy ``run``'s snapshots/latest into PRETRAINED_DIR/<name> with float16 tensors and the record."""
-    from ganforge.core.snapshot import load_snapshot, save_snapshot
+def ship(run: Path, name: str, record: dict[str, object], int8: bool = False) -> Path:
+    """Copy ``run``'s snapshots/latest into PRETRAINED_DIR/<name> with float16 tensors (``int8``: large weights as
+    int8 with per-channel scales, core/snapshot.py quantize_int8) and the record."""
+    from ganforge.core.snapshot import load_snapshot, quantize_int8, save_snapshot
 
     tensors, meta = load_snapshot(run / "snapshots" / "latest")
-    small = {m: {k: (v.to(torch.float16) if v.is_floating_point() else v) for k, v in sd.items()}
-             for m, sd in tensors.items()}
-    meta = {k: v for k, v in meta.items() if k != "format"} | {"pretrained": record, "tensor_dtype": "float16"}
+    if int8:
+        small = {m: quantize_int8(sd) for m, sd in tensors.items()}
+    else:
+        small = {m: {k: (v.to(torch.float16) if v.is_floating_point() else v) for k, v in sd.items()}
+                 for m, sd in tensors.items()}
+    meta = {k: v for k, v in meta.items() if k != "format"} | {"pretrained": record,
+                                                                "tensor_dtype": "int8" if int8 else "float16"}
     PRETRAINED_DIR.mkdir(parents=True, exist_ok=True)
     path = save_snapshot(PRETRAINED_DIR, name, small, meta)
     print(f"shipped {path} ({path.stat().st_size / 1e6:.2f} MB) from {run}, "

@@ -83,3 +83,23 @@ def test_tables_are_explicit():
     assert {t.pipeline for t in TASKS.values()} <= set(PIPELINES)
     for task, archs in TASK_ARCHS.items():
         assert all(a in NETS or f"{a}.G" in NETS for a in archs), task
+
+
+def test_int8_shipping_format_round_trips_within_half_a_step(tmp_path):
+    from ganforge.core.snapshot import INT8_SCALE, quantize_int8
+
+    gen = torch.Generator().manual_seed(0)
+    sd = {"conv.weight": torch.randn(64, 32, 3, 3, generator=gen) * torch.linspace(0.01, 1, 64)[:, None, None, None],
+          "conv.bias": torch.randn(64, generator=gen), "norm.num_batches_tracked": torch.tensor(7)}
+    q = quantize_int8(sd)
+    assert q["conv.weight"].dtype == torch.int8 and q["conv.weight" + INT8_SCALE].shape == (64,)
+    assert q["conv.bias"].dtype == torch.float16 and q["norm.num_batches_tracked"].dtype == torch.int64
+    meta = {"format": SNAPSHOT_FORMAT, "task": "restore", "pipeline": "restore", "step": 1,
+            "modules": {"G": {"net": "rescnn", "config": {}}}, "tensor_dtype": "int8"}
+    path = save_snapshot(tmp_path, "q", {"G": q}, meta)
+    back, _ = load_snapshot(path)
+    w = back["G"]["conv.weight"]
+    assert set(back["G"]) == set(sd) and w.dtype == torch.float32
+    step = sd["conv.weight"].abs().amax(dim=(1, 2, 3)) / 127  # per output channel, so small channels stay precise
+    assert ((w - sd["conv.weight"]).abs().amax(dim=(1, 2, 3)) <= step * 0.5 + 1e-3 * step + 1e-6).all()
+    assert torch.equal(back["G"]["norm.num_batches_tracked"], torch.tensor(7))

@@ -83,7 +83,42 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]],
             raise CheckpointError(f"snapshot weights {weights}: tensor {key!r} belongs to no module listed in "
                                   f"{meta_path.name} ({', '.join(modules)})")
         modules[m][rest] = v
+    if meta.get("tensor_dtype") == "int8":
+        modules = {m: dequantize_int8(t) for m, t in modules.items()}
     return modules, meta
+
+
+INT8_SCALE = ".int8_scale"  # suffix of the per-output-channel scale stored beside an int8 weight
+
+
+def quantize_int8(tensors: dict[str, torch.Tensor], min_numel: int = 4096) -> dict[str, torch.Tensor]:
+    """Shrink a module's tensors for shipping: float weights with 2+ dims and at least ``min_numel`` elements become
+    int8 with a float16 scale per output channel (symmetric, ``w ~ q * scale``, |error| <= scale / 2), stored as
+    ``<key>`` + ``<key>.int8_scale``; other float tensors become float16. A snapshot holding them says
+    ``"tensor_dtype": "int8"`` in its metadata, and ``load_snapshot`` returns float32 tensors again."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tensors.items():
+        if not v.is_floating_point():
+            out[k] = v
+        elif v.ndim >= 2 and v.numel() >= min_numel:
+            w = v.float()
+            scale = (w.abs().amax(dim=tuple(range(1, w.ndim))) / 127.0).clamp_min(1e-12).half()
+            shape = (-1, *[1] * (w.ndim - 1))
+            out[k] = torch.round(w / scale.float().reshape(shape)).clamp(-127, 127).to(torch.int8)
+            out[k + INT8_SCALE] = scale
+        else:
+            out[k] = v.half()
+    return out
+
+
+def dequantize_int8(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of ``quantize_int8``: int8 weights with a scale become float32 ``q * scale``."""
+    out = {k: v for k, v in tensors.items() if not k.endswith(INT8_SCALE)}
+    for k, scale in tensors.items():
+        if k.endswith(INT8_SCALE):
+            q = out[k[:-len(INT8_SCALE)]]
+            out[k[:-len(INT8_SCALE)]] = q.float() * scale.float().reshape(-1, *[1] * (q.ndim - 1))
+    return out
 
 
 def read_snapshot_meta(meta_path: Path) -> dict[str, Any]:
