@@ -17,6 +17,7 @@ checkpoints and snapshots) without ever naming a module.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -101,3 +102,13 @@ def adam(params, lr: float, betas: tuple[float, float], ratio: float = 1.0) -> t
     """Adam; with lazy regularisation every k steps sharing the optimizer, StyleGAN2 (appx. B) scales lr and
     betas by ratio = k / (k + 1) so the regulariser's occasional big steps keep the same effective dynamics."""
     return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio))
+
+
+def optional_ema(modules: dict[str, nn.Module], ema_kimg: float) -> tuple[dict[str, str], dict[str, str]]:
+    """The (ema, snapshot_modules) pair of a task whose generator ``modules["G"]`` has an EMA copy only when
+    ``ema_kimg > 0``: then a frozen eval-mode copy is added as ``modules["G_ema"]`` and goes into the snapshot as
+    "G"; otherwise "G" itself does."""
+    if ema_kimg <= 0:
+        return {}, {"G": "G"}
+    modules["G_ema"] = copy.deepcopy(modules["G"]).eval().requires_grad_(False)
+    return {"G_ema": "G"}, {"G": "G_ema"}

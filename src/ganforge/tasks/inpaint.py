@@ -15,7 +15,6 @@ SN-PatchGAN on image + mask). A batch is ``{"image", "mask"}`` (data/masks.py): 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -29,7 +28,7 @@ from ganforge.data.batches import TrainData
 from ganforge.data.masks import InpaintBatches, load_inpaint
 from ganforge.losses import get_adversarial
 from ganforge.nets import build_net
-from ganforge.tasks.base import Phase, StepInputs, adam
+from ganforge.tasks.base import Phase, StepInputs, adam, optional_ema
 
 PREVIEW_SEED = 12345  # the preview's crops and masks are fixed for the whole run
 
@@ -72,11 +71,7 @@ class InpaintTask:
         self.G = build_inpainter(model, channels)
         self.deepfill = model.arch == "deepfill"
         self.modules: dict[str, nn.Module] = {"G": self.G}
-        self.ema: dict[str, str] = {}
-        self.snapshot_modules = {"G": "G"}
-        if optim.ema_kimg > 0:
-            self.modules["G_ema"] = copy.deepcopy(self.G).eval().requires_grad_(False)
-            self.ema, self.snapshot_modules = {"G_ema": "G"}, {"G": "G_ema"}
+        self.ema, self.snapshot_modules = optional_ema(self.modules, optim.ema_kimg)
         self.frozen: set[nn.Parameter] = set()
         self.grid_cols: int | None = None
         self.preview_batch = preview_batch

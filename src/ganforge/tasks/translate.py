@@ -31,7 +31,6 @@ Learning rate: ``lr_scale`` is the loop's optional schedule hook: constant, then
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -56,7 +55,7 @@ from ganforge.data.pairs import PairBatches, UnpairedBatches, load_pairs, load_u
 from ganforge.data.scenes import SCENE_CLASSES, parse_scenes, scenes_folder
 from ganforge.losses import get_adversarial
 from ganforge.nets import build_net
-from ganforge.tasks.base import Phase, StepInputs, adam
+from ganforge.tasks.base import Phase, StepInputs, adam, optional_ema
 
 PREVIEW_SEED = 12345  # the preview's crops are fixed for the whole run
 TranslatorModel = UNetTranslatorModel | ResNetTranslatorModel
@@ -201,11 +200,7 @@ class Pix2PixTask:
         self.G = build_net(spec["net"], **spec["config"])
         self.D = build_net("patchgan.D", **patchgan_config(model, g_in + channels))
         self.modules: dict[str, nn.Module] = {"G": self.G, "D": self.D}
-        self.ema: dict[str, str] = {}
-        self.snapshot_modules = {"G": "G"}
-        if optim.ema_kimg > 0:
-            self.modules["G_ema"] = copy.deepcopy(self.G).eval().requires_grad_(False)
-            self.ema, self.snapshot_modules = {"G_ema": "G"}, {"G": "G_ema"}
+        self.ema, self.snapshot_modules = optional_ema(self.modules, optim.ema_kimg)
         self.frozen: set[nn.Parameter] = set()
         self.grid_cols: int | None = None
         self.preview_batch = preview_batch
@@ -322,11 +317,7 @@ class CycleGANTask:
         d = patchgan_config(model, channels)
         self.D = build_net("cyclegan.discriminators", A=d, B=d)
         self.modules: dict[str, nn.Module] = {"G": self.G, "D": self.D}
-        self.ema: dict[str, str] = {}
-        self.snapshot_modules = {"G": "G"}
-        if optim.ema_kimg > 0:
-            self.modules["G_ema"] = copy.deepcopy(self.G).eval().requires_grad_(False)
-            self.ema, self.snapshot_modules = {"G_ema": "G"}, {"G": "G_ema"}
+        self.ema, self.snapshot_modules = optional_ema(self.modules, optim.ema_kimg)
         self.frozen: set[nn.Parameter] = set()
         self.grid_cols: int | None = None
         self.preview_batch = preview_batch
