@@ -80,16 +80,11 @@ def colorize(
 
 
 def _colorize_model(model: str | None) -> str:
-    """--model, or the shipped colorization model (ganforge.pretrained, command "colorize") when installed."""
-    if model is not None:
-        return model
+    """--model, or the shipped colorization model (ganforge.pretrained, command "colorize"); a copy without its
+    files gets PretrainedMissing, which says how to train one."""
     from ganforge import pretrained
 
-    shipped = [p for p in pretrained.PRETRAINED.values() if p.command == "colorize" and p.default]
-    if shipped and shipped[0].installed:
-        return str(shipped[0].path)
-    raise ValueError("no shipped colorization model in this copy of ganforge: train one with `ganforge train "
-                     "--data PHOTOS --preset colorize-64` and pass --model RUN_FOLDER")
+    return str(pretrained.resolve_model(model, "colorize"))
 
 
 def _load(snapshot: str, device: str) -> TranslatePipeline:
