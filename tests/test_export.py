@@ -57,6 +57,8 @@ GENERATORS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
 INPAINTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "context_encoder": ("context_encoder", dict(channels=3, width=4, levels=2, bottleneck=8, max_width=8)),
     "deepfill": ("deepfill", dict(channels=3, width=4, dilations=[2, 4], attention=True, softmax_scale=10.0)),
+    "deepfill-pushpull": ("deepfill", dict(channels=3, width=4, dilations=[2, 4], attention=True, softmax_scale=10.0,
+                                           prefill="pushpull")),
 }
 _UNET = dict(width=4, depth=3, norm="batch", dropout=0.5)
 _RESNET = dict(width=4, blocks=1, norm="instance", dropout=0.0)
@@ -328,7 +330,7 @@ def test_inpainter_exports_and_onnxruntime_matches(exported, key):
     assert err <= TOL, err
     net = build_net(INPAINTERS[key][0], **INPAINTERS[key][1])
     meta = props(out)
-    assert meta["ganforge.task"] == "inpaint" and meta["ganforge.arch"] == key
+    assert meta["ganforge.task"] == "inpaint" and meta["ganforge.arch"] == INPAINTERS[key][0]
     assert meta["ganforge.stride"] == str(net.stride) and meta["ganforge.resolution"] == "32"
     assert meta["ganforge.outputs"] == "inpainted" and "1 = hole" in meta["ganforge.mask"]
     assert ("BatchNorm running statistics" in meta["ganforge.eval_mode"]) == (key == "context_encoder")
@@ -344,12 +346,12 @@ def test_inpainter_exports_and_onnxruntime_matches(exported, key):
     got = ort.InferenceSession(str(out)).run(None, {"image": x, "mask": m})[0]
     graph, _ = load_graph(snap)
     attended = []
-    if key == "deepfill":
+    if key.startswith("deepfill"):
         graph.net.att_out.register_forward_pre_hook(lambda mod, args: attended.append(float(args[0].abs().max())))
     with torch.no_grad():
         want = graph(torch.from_numpy(x), torch.from_numpy(m)).numpy()
     assert got.shape == (3, 3, 64, 48) and np.abs(got - want).max() <= TOL
-    assert key != "deepfill" or attended[0] > 0  # all-zero when no key is valid
+    assert not key.startswith("deepfill") or attended[0] > 0  # all-zero when no key is valid
 
 
 @pytest.mark.parametrize("key", list(INPAINTERS))

@@ -19,7 +19,7 @@ from ganforge.config import ConfigError, resolve_config
 from ganforge.core.imageio import read_image, write_image
 from ganforge.infer.inpaint import InpaintPipeline, binarize_mask
 from ganforge.nets import build_net
-from ganforge.nets.deepfill import contextual_attention
+from ganforge.nets.deepfill import DeepFillGenerator, contextual_attention, pushpull_fill
 from ganforge.tasks.inpaint import build_inpainter
 from ganforge.training import checkpoint as ckpt
 from ganforge.training.rundir import read_jsonl
@@ -63,6 +63,7 @@ def test_contextual_attention_without_a_valid_key_returns_zeros():
 
 
 @pytest.mark.parametrize("preset,model", [("deepfill-64", {"width": 4, "dilations": [2, 4]}),
+                                          ("deepfill-64", {"width": 4, "dilations": [2, 4], "prefill": "pushpull"}),
                                           ("context-encoder-64", {"width": 4, "levels": 3, "bottleneck": 8})])
 def test_one_config_runs_at_64_and_128_and_ignores_hole_pixels(preset, model):
     cfg = resolve_config(preset, {"model": model})
@@ -83,6 +84,49 @@ def test_one_config_runs_at_64_and_128_and_ignores_hole_pixels(preset, model):
         assert d(x, m).shape == (2, 4 * 16 * 4 * 4)  # a 4x4 map of patch scores at 128 px
     with pytest.raises(AssertionError, match="multiples"):
         net(torch.zeros(1, 3, 60, 60), torch.zeros(1, 1, 60, 60))
+
+
+def test_pushpull_fill_keeps_known_pixels_and_interpolates_the_hole():
+    ramp = torch.linspace(-1, 1, 96).expand(1, 3, 80, 96).clone()                 # left-to-right gradient
+    hole = torch.zeros(1, 1, 80, 96)
+    hole[:, :, 20:60, 30:70] = 1
+    out = pushpull_fill(ramp * (1 - hole), hole)
+    known = hole.expand_as(ramp) == 0
+    assert torch.equal(out[known], ramp[known])
+    inside = out[:, :, 20:60, 30:70]
+    assert inside.min() >= ramp[:, :, :, 29].max() - 0.05 and inside.max() <= ramp[:, :, :, 70].max() + 0.05
+    assert (inside - ramp[:, :, 20:60, 30:70]).abs().mean() < 0.15               # close to the ramp it replaces
+    assert (inside[..., 1:] - inside[..., :-1]).mean() > 0                        # and rising like it
+    flat = torch.full((2, 3, 40, 24), 0.3)
+    assert torch.allclose(pushpull_fill(flat, hole[:, :, :40, :24].expand(2, 1, 40, 24)), flat)
+    # nothing known: 0 (the mean of no pixels), finite
+    assert torch.equal(pushpull_fill(flat, torch.ones(2, 1, 40, 24)), torch.zeros_like(flat))
+
+
+def test_pushpull_deepfill_starts_at_the_fill_and_learns_a_correction():
+    torch.manual_seed(0)
+    g = DeepFillGenerator(width=4, dilations=[2], prefill="pushpull")
+    yy, xx = torch.meshgrid(torch.linspace(0, 6, 32), torch.linspace(0, 6, 32), indexing="ij")
+    x = torch.stack([xx.sin(), yy.cos(), (xx + yy).sin()])[None].repeat(2, 1, 1, 1) * 0.9   # smooth waves
+    m = torch.zeros(2, 1, 32, 32)
+    m[:, :, 8:24, 8:20] = 1
+    coarse, refined = g(x, m, return_coarse=True)
+    base = pushpull_fill(x * (1 - m), m)
+    assert torch.equal(coarse, base) and torch.equal(refined, base)           # both corrections start at zero
+    opt = torch.optim.SGD(g.parameters(), lr=0.05)
+    losses = []
+    for step in range(5):
+        opt.zero_grad()
+        c, r = g(x, m, return_coarse=True)
+        loss = (r - x).square().mean() + (c - x).square().mean()
+        loss.backward()
+        if step == 0:  # at first only the zero-initialised last convs get a gradient
+            assert g.decoder.net[-1].conv.weight.grad.abs().max() > 0
+            assert g.decoder.net[0].conv.conv.weight.grad.abs().max() == 0
+        opt.step()
+        losses.append(loss.item())
+    assert (g(x, m) - base).abs().max() > 1e-2 and losses == sorted(losses, reverse=True)
+    assert DeepFillGenerator(width=4, dilations=[2]).config["prefill"] == "zeros"  # the paper's input by default
 
 
 def test_deepfill_default_width_matches_the_paper_size():

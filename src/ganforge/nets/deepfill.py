@@ -39,6 +39,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 _SLOPE = 0.2
 STRIDE = 8  # H and W must be multiples of this
+PREFILLS = ("zeros", "pushpull")  # what the hole holds when the generator first sees it
+PUSHPULL_LEVELS = 13  # 8192 px
 
 
 class GatedConv(nn.Module):
@@ -69,6 +71,28 @@ class GatedUp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def pushpull_fill(x: Tensor, hole: Tensor) -> Tensor:
+    """x [N, C, H, W] with its hole (mask [N, 1, H, W], 1 = hole) filled by push-pull interpolation: each level of a
+    2x pyramid averages the known pixels below it (push), then from the coarsest level up every unknown pixel takes
+    the bilinear upsampling of the level above (pull). A smooth, membrane-like fill (Gortler et al. 1996) in
+    plain tensor ops. The pyramid always has PUSHPULL_LEVELS levels (a 1 x 1 level stays 1 x 1), so an ONNX graph
+    traced at one size fills any size up to 2**PUSHPULL_LEVELS px exactly as PyTorch does; beyond that, a cell with
+    no known pixel at the coarsest level gets the image's mean."""
+    known = 1 - hole
+    levels: list[tuple[Tensor, Tensor]] = []
+    v, k = x * known, known
+    for _ in range(PUSHPULL_LEVELS):
+        levels.append((v, k))
+        vs, ks = F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(k, 2, ceil_mode=True)
+        k = (ks > 0).to(x.dtype)
+        v = vs / ks.clamp_min(1e-8) * k
+    mean = (x * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1.0)
+    fill = torch.where(k > 0, v, mean)
+    for v, k in reversed(levels):
+        fill = torch.where(k > 0, v, F.interpolate(fill, size=v.shape[-2:], mode="bilinear", align_corners=False))
+    return torch.where(hole > 0, fill, x)
 
 
 def contextual_attention(f: Tensor, b: Tensor, mask: Tensor, rate: int = 2, ksize: int = 3,
@@ -107,26 +131,31 @@ def contextual_attention(f: Tensor, b: Tensor, mask: Tensor, rate: int = 2, ksiz
 
 
 class CoarseNet(nn.Module):
-    def __init__(self, c_in: int, c_out: int, w: int, dilations: tuple[int, ...]):
+    def __init__(self, c_in: int, c_out: int, w: int, dilations: tuple[int, ...], zero_last: bool = False):
         super().__init__()
         self.encoder = nn.Sequential(
             GatedConv(c_in, w, 5), GatedConv(w, 2 * w, 3, 2), GatedConv(2 * w, 2 * w), GatedConv(2 * w, 4 * w, 3, 2),
             GatedConv(4 * w, 4 * w), GatedConv(4 * w, 4 * w),
             *[GatedConv(4 * w, 4 * w, dilation=d) for d in dilations],
             GatedConv(4 * w, 4 * w), GatedConv(4 * w, 4 * w))
-        self.decoder = Decoder(4 * w, c_out, w)
+        self.decoder = Decoder(4 * w, c_out, w, zero_last)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))
 
 
 class Decoder(nn.Module):
-    """4w at H/4 -> C at H: up + 3x3 (2w), 3x3 (2w), up + 3x3 (w), 3x3 (w/2), conv3x3 -> C, tanh."""
+    """4w at H/4 -> C at H: up + 3x3 (2w), 3x3 (2w), up + 3x3 (w), 3x3 (w/2), conv3x3 -> C, tanh. ``zero_last``: the
+    last conv starts at 0 (a residual decoder's correction starts at none)."""
 
-    def __init__(self, c_in: int, c_out: int, w: int):
+    def __init__(self, c_in: int, c_out: int, w: int, zero_last: bool = False):
         super().__init__()
         self.net = nn.Sequential(GatedUp(c_in, 2 * w), GatedConv(2 * w, 2 * w), GatedUp(2 * w, w),
                                  GatedConv(w, max(w // 2, 1)), GatedConv(max(w // 2, 1), c_out, act=None))
+        if zero_last:
+            last = self.net[-1].conv
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.tanh(self.net(x))
@@ -134,14 +163,16 @@ class Decoder(nn.Module):
 
 class DeepFillGenerator(nn.Module):
     def __init__(self, channels: int = 3, width: int = 24, dilations: tuple[int, ...] | list[int] = (2, 4, 8, 16),
-                 attention: bool = True, softmax_scale: float = 10.0):
+                 attention: bool = True, softmax_scale: float = 10.0, prefill: str = "zeros"):
         super().__init__()
         dilations = tuple(int(d) for d in dilations)
+        assert prefill in PREFILLS, f"prefill must be one of {PREFILLS}, got {prefill!r}"
         self.config = dict(channels=channels, width=width, dilations=list(dilations), attention=attention,
-                           softmax_scale=softmax_scale)
+                           softmax_scale=softmax_scale, prefill=prefill)
         self.channels, self.attention, self.softmax_scale, self.stride = channels, attention, softmax_scale, STRIDE
+        self.residual = prefill == "pushpull"
         w = width
-        self.coarse = CoarseNet(channels + 2, channels, w, dilations)
+        self.coarse = CoarseNet(channels + 2, channels, w, dilations, zero_last=self.residual)
         self.dilated = nn.Sequential(
             GatedConv(channels + 2, w, 5), GatedConv(w, w, 3, 2), GatedConv(w, 2 * w), GatedConv(2 * w, 2 * w, 3, 2),
             GatedConv(2 * w, 4 * w), GatedConv(4 * w, 4 * w),
@@ -152,7 +183,7 @@ class DeepFillGenerator(nn.Module):
                 GatedConv(2 * w, 4 * w, 3, 2), GatedConv(4 * w, 4 * w), GatedConv(4 * w, 4 * w, act="relu"))
             self.att_out = nn.Sequential(GatedConv(4 * w, 4 * w), GatedConv(4 * w, 4 * w))
         self.merge = nn.Sequential(GatedConv(8 * w if attention else 4 * w, 4 * w), GatedConv(4 * w, 4 * w))
-        self.decoder = Decoder(4 * w, channels, w)
+        self.decoder = Decoder(4 * w, channels, w, zero_last=self.residual)
 
     def forward(self, image: Tensor, mask: Tensor, return_coarse: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """image [N, C, H, W] in [-1, 1] (hole pixels are ignored), mask [N, 1, H, W] (1 = hole), H and W multiples
@@ -164,8 +195,13 @@ class DeepFillGenerator(nn.Module):
         assert h % STRIDE == 0 and w % STRIDE == 0, f"H and W must be multiples of {STRIDE}, got {h}x{w}"
         known = image * (1 - mask)
         ones = torch.ones_like(mask)
-        coarse = self.coarse(torch.cat([known, ones, mask], 1))                                  # [N, C, H, W]
-        x = torch.cat([coarse * mask + known, ones, mask], 1)                                    # [N, C+2, H, W]
+        if self.residual:  # both stages correct a smooth fill instead of painting from zeros
+            base = pushpull_fill(known, mask)                                                    # [N, C, H, W]
+            coarse = (base + self.coarse(torch.cat([base, ones, mask], 1))).clamp(-1, 1)
+        else:
+            coarse = self.coarse(torch.cat([known, ones, mask], 1))                              # [N, C, H, W]
+        base = coarse * mask + known
+        x = torch.cat([base, ones, mask], 1)                                                     # [N, C+2, H, W]
         feats = self.dilated(x)                                                                  # [N, 4w, H/4, W/4]
         if self.attention:
             a = self.att_in(x)                                                                   # [N, 4w, H/4, W/4]
@@ -173,6 +209,8 @@ class DeepFillGenerator(nn.Module):
             a, _ = contextual_attention(a, a, m4, rate=2, softmax_scale=self.softmax_scale)
             feats = torch.cat([feats, self.att_out(a)], 1)                                       # [N, 8w, H/4, W/4]
         refined = self.decoder(self.merge(feats))                                                # [N, C, H, W]
+        if self.residual:
+            refined = (base + refined).clamp(-1, 1)
         return (coarse, refined) if return_coarse else refined
 
 

@@ -42,7 +42,7 @@ def build_inpainter(model: InpaintModel, channels: int) -> nn.Module:
                          bottleneck=model.bottleneck, max_width=model.max_width)
     if model.arch == "deepfill":
         return build_net("deepfill", channels=channels, width=model.width, dilations=list(model.dilations),
-                         attention=model.attention, softmax_scale=model.softmax_scale)
+                         attention=model.attention, softmax_scale=model.softmax_scale, prefill=model.prefill)
     raise ValueError(f"model.arch={model.arch!r} is not an inpainting network; valid: deepfill, context_encoder")
 
 

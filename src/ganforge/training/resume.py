@@ -24,6 +24,9 @@ from ganforge.config import (
 # already taken, so a resume refuses it; kimg extends the run. Add a field here to allow it.
 RESUME_CHANGEABLE: tuple[str, ...] = (
     "run.kimg", "run.minutes", "run.threads", "run.device",
+    # The tensors' memory layout: the same math in another summation order, like --threads (and needed to keep a
+    # run started when "auto" meant NCHW on the CPU in NCHW).
+    "run.channels_last",
     # Recovery from divergence (the NaN message suggests it): learning rates, loss weights, regularisation.
     "optim.g_lr", "optim.d_lr",
     "loss.r1_gamma", "loss.gp_weight", "loss.acgan_weight", "loss.pl_weight",
