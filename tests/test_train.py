@@ -241,3 +241,25 @@ def test_tensorboard_mirrors_stats(class_folder, tmp_path):
     events = acc.Scalars("loss/G_adv")
     assert [e.step for e in events] == [int(r["kimg"] * 1000) for r in stats]
     assert [e.value for e in events] == pytest.approx([r["loss/G_adv"] for r in stats], rel=1e-6)
+
+
+def test_fused_adam_by_default_and_the_loop_on_request(class_folder, tmp_path):
+    """New runs use Adam's fused kernel (the same update in another rounding order: losses close, not equal);
+    optim.fused_adam=false gives the per-tensor loop of runs before it, and an optimizer restored from such a
+    checkpoint keeps the loop (the state carries the flag), so older runs resume bit-exactly."""
+    from ganforge.tasks.base import adam
+
+    p = [torch.nn.Parameter(torch.randn(4))]
+    assert adam(p, 1e-3, (0.5, 0.99)).param_groups[0]["fused"] is True
+    old = adam(p, 1e-3, (0.5, 0.99), fused=False)
+    assert old.param_groups[0]["fused"] is None
+    p[0].grad = torch.ones(4)
+    old.step()
+    restored = adam(p, 1e-3, (0.5, 0.99))
+    restored.load_state_dict(old.state_dict())
+    assert restored.param_groups[0]["fused"] is None
+    loop = train(_cfg(class_folder, tmp_path / "a", 0.096, optim={"fused_adam": False}), progress=False)
+    fused = train(_cfg(class_folder, tmp_path / "b", 0.096), progress=False)
+    assert _losses(fused) != _losses(loop)
+    last_f, last_l = _losses(fused)[-1], _losses(loop)[-1]
+    assert all(abs(last_f[k] - last_l[k]) < 0.05 * abs(last_l[k]) + 1e-3 for k in last_l if k.startswith("loss/"))

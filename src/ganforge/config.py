@@ -376,6 +376,8 @@ class OptimConfig(_Strict):
     batch_per_device: int | None = Field(None, ge=1, le=65536, description="micro-batch per process; smaller "
                                          "than batch / processes accumulates gradients. None = no accumulation")
     d_steps: int = Field(1, ge=1, le=20, description="D updates per G update")
+    fused_adam: bool = Field(True, description="Adam's fused kernel on CPU/CUDA (the same update, ~3x faster on a "
+                                               "CPU; off: the per-tensor loop, as runs before it)")
     ema_kimg: float = Field(10.0, ge=0.0, le=1e4, description="EMA half-life in kimg of the task's averaged "
                             "modules (G; the restoration network); 0 disables")
     ema_rampup: float | None = Field(0.05, ge=0.0, le=1.0, description="EMA half-life <= rampup * kimg so far")

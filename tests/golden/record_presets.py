@@ -48,7 +48,8 @@ def overrides(data: Path, out: Path, preset: str) -> dict:
     res = int(preset.rsplit("-", 1)[1])
     return {"data": {"source": str(data), "resolution": res if res <= 64 else 16},
             "model": model,
-            "optim": {"batch": BATCH},
+            # Adam's per-tensor loop as when recorded: the fused kernel rounds in another order, the same update.
+            "optim": {"batch": BATCH, "fused_adam": False},
             "run": {"kimg": STEPS * BATCH / 1000, "out": str(out), "tick_kimg": BATCH / 1000, "seed": 3,
                     "sample_every_kimg": 1, "snapshot_every_kimg": 1, "checkpoint_every_kimg": 1,
                     # NCHW as when recorded: the memory format changes the kernels' summation order, not the math.

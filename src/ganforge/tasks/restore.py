@@ -163,9 +163,9 @@ class RestoreTask:
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         betas = (optim.beta1, optim.beta2)
-        out = {"net": adam(self.net.parameters(), optim.g_lr, betas)}
+        out = {"net": adam(self.net.parameters(), optim.g_lr, betas, fused=optim.fused_adam)}
         if self.gan:
-            out["D"] = adam(self.D.parameters(), optim.d_lr, betas)
+            out["D"] = adam(self.D.parameters(), optim.d_lr, betas, fused=optim.fused_adam)
         return out
 
     def phases(self) -> list[Phase]:

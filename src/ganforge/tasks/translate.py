@@ -251,7 +251,8 @@ class Pix2PixTask:
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         betas = (optim.beta1, optim.beta2)
-        return {"G": adam(self.G.parameters(), optim.g_lr, betas), "D": adam(self.D.parameters(), optim.d_lr, betas)}
+        return {"G": adam(self.G.parameters(), optim.g_lr, betas, fused=optim.fused_adam),
+                "D": adam(self.D.parameters(), optim.d_lr, betas, fused=optim.fused_adam)}
 
     def phases(self) -> list[Phase]:
         return [Phase("D", "D", 1, self.d_main), Phase("G", "G", 1, self.g_main)]
@@ -342,7 +343,8 @@ class CycleGANTask:
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         betas = (optim.beta1, optim.beta2)
-        return {"G": adam(self.G.parameters(), optim.g_lr, betas), "D": adam(self.D.parameters(), optim.d_lr, betas)}
+        return {"G": adam(self.G.parameters(), optim.g_lr, betas, fused=optim.fused_adam),
+                "D": adam(self.D.parameters(), optim.d_lr, betas, fused=optim.fused_adam)}
 
     def phases(self) -> list[Phase]:
         return [Phase("D", "D", 1, self.d_main), Phase("G", "G", 1, self.g_main)]
