@@ -6,7 +6,8 @@
 ``compare`` fills fixed-seed free-form holes in centre crops of the held-out photos (``python bench/photos.py
 fetch``: ``~/.cache/ganforge/photos/heldout/``, never trained on) at two coverage bands, 10-20 % and 30-40 %, with
 OpenCV's ``cv2.inpaint`` (Telea, Navier-Stokes; opencv-python-headless is a bench-only install, ``pip install
-opencv-python-headless``), a Context Encoder and DeepFill v2, and scores PSNR and SSIM inside the hole and over the
+opencv-python-headless``), the push-pull interpolation that DeepFill's model.prefill=pushpull starts from, a Context
+Encoder and DeepFill v2, and scores PSNR and SSIM inside the hole and over the
 whole image, and the project's perceptual distance (judge features, ``metrics/perceptual.py``; not LPIPS) on the
 32-px tiles that the hole touches. Speed: images per second through the DeepFill pipeline at 256 x 256.
 
@@ -190,6 +191,19 @@ def opencv_methods() -> dict[str, Any]:
     return {"opencv-telea": method(cv2.INPAINT_TELEA), "opencv-ns": method(cv2.INPAINT_NS), "_cv2": cv2.__version__}
 
 
+def pushpull_method(img: Image, hole: np.ndarray) -> Image:
+    """The push-pull interpolation alone (nets/deepfill.py pushpull_fill): what a model with model.prefill=pushpull
+    starts from, so its row shows what the network adds."""
+    from ganforge.nets.deepfill import pushpull_fill
+
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    m = torch.from_numpy(hole)[None, None].float()
+    out = pushpull_fill(x, m)[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    res = img.copy()
+    res[hole] = out[hole]
+    return res
+
+
 def train_model(preset: str, photos: Path, out: Path, minutes: float, res: int, quick: bool) -> Path:
     from ganforge.config import resolve_config
     from ganforge.training.loop import train
@@ -230,6 +244,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     photos = heldout(args.photos, 2 if quick else None, crop)
     methods = opencv_methods()
     cv2_version = methods.pop("_cv2")
+    methods["push-pull"] = pushpull_method
     models: dict[str, dict[str, Any]] = {}
     work = Path(args.work).expanduser()
     minutes = args.train_minutes if args.train_minutes is not None else (1.0 if quick else 20.0)
@@ -291,7 +306,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_grid(rows: list[list[Image]], path: Path) -> Path:
-    """Rows of masked | telea | ns | context encoder | deepfill | real, 2-px gutters."""
+    """Rows of masked | telea | ns | push-pull | context encoder | deepfill | real, 2-px gutters."""
     from PIL import Image as PILImage
 
     h, w = rows[0][0].shape[:2]

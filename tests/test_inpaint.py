@@ -112,7 +112,7 @@ def test_pushpull_deepfill_starts_at_the_fill_and_learns_a_correction():
     m[:, :, 8:24, 8:20] = 1
     coarse, refined = g(x, m, return_coarse=True)
     base = pushpull_fill(x * (1 - m), m)
-    assert torch.equal(coarse, base) and torch.equal(refined, base)           # both corrections start at zero
+    assert (coarse - base).abs().max() < 0.02 and (refined - base).abs().max() < 0.02  # both corrections start small
     opt = torch.optim.SGD(g.parameters(), lr=0.05)
     losses = []
     for step in range(5):
@@ -120,9 +120,9 @@ def test_pushpull_deepfill_starts_at_the_fill_and_learns_a_correction():
         c, r = g(x, m, return_coarse=True)
         loss = (r - x).square().mean() + (c - x).square().mean()
         loss.backward()
-        if step == 0:  # at first only the zero-initialised last convs get a gradient
-            assert g.decoder.net[-1].conv.weight.grad.abs().max() > 0
-            assert g.decoder.net[0].conv.conv.weight.grad.abs().max() == 0
+        if step == 0:  # every layer learns from the first step (a zero last conv would block the ones below)
+            # (the attention branch is idle here: at 32 px every key touches the hole)
+            assert all(p.grad.abs().max() > 0 for p in [*g.coarse.parameters(), *g.decoder.parameters()])
         opt.step()
         losses.append(loss.item())
     assert (g(x, m) - base).abs().max() > 1e-2 and losses == sorted(losses, reverse=True)
