@@ -228,7 +228,7 @@ def test_pipeline_changes_only_the_hole_small_and_large(pipe):
     out = pipe(small, hole)
     assert out.dtype == np.uint8 and out.shape == small.shape
     assert np.array_equal(out[~hole], small[~hole]) and (out[hole] != small[hole]).any()
-    # A large image: the crop around the hole (twice the hole, at least the model's 32 px), never the whole image.
+    # A large image: the crop around the hole (twice the hole, at least max_side = 64 px), never the whole image.
     big = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
     hole = np.zeros((300, 500), bool)
     hole[100:110, 200:250] = True
@@ -238,7 +238,7 @@ def test_pipeline_changes_only_the_hole_small_and_large(pipe):
     # A hole at the image edge: the crop moves inside the image.
     edge = np.zeros((300, 500), bool)
     edge[290:, 480:] = True
-    assert pipe.crop_box(edge) == (260, 460, 40, 40)
+    assert pipe.crop_box(edge) == (236, 436, 64, 64)
     out = pipe(big, edge, feather=3)
     assert np.array_equal(out[~edge], big[~edge])
     assert np.array_equal(pipe(big, np.zeros((300, 500), bool)), big)  # no hole: unchanged
@@ -250,14 +250,14 @@ def test_pipeline_runs_crops_up_to_max_side_natively(pipe):
     try:
         big = np.random.default_rng(3).integers(0, 256, (300, 500, 3), dtype=np.uint8)
         hole = np.zeros((300, 500), bool)
-        hole[100:124, 200:224] = True                      # a 24 px hole: a 48 px crop, within 2 x 32 px
-        assert pipe.max_side == 64 and pipe.crop_box(hole)[2:] == (48, 48)
+        hole[100:124, 200:224] = True                      # a 24 px hole: a crop of max_side 2 x 32 px
+        assert pipe.max_side == 64 and pipe.crop_box(hole)[2:] == (64, 64)
         pipe(big, hole)
         hole[100:140, 200:240] = True                      # 40 px: an 80 px crop, shrunk to max_side 64
         pipe(big, hole)
         pipe.max_side = pipe.check_max_side(32)            # the model's resolution: every crop shrunk to 32
         pipe(big, hole)
-        assert seen == [(48, 48), (64, 64), (32, 32)]
+        assert seen == [(64, 64), (64, 64), (32, 32)]
     finally:
         hook.remove()
         pipe.max_side = pipe.check_max_side(None)

@@ -113,7 +113,7 @@ def test_edges2photo_is_closer_to_the_photo_than_its_edge_map(name):
     assert gain > 1.0, gain  # measured +6.2 / +2.4 / +4.1 dB (a flat mid-gray still scores higher on two of them)
 
 
-@pytest.mark.parametrize(("name", "ratio"), [("inpaint", 0.85), ("inpaint-deepfill", 0.99)])  # measured 0.74, 0.95
+@pytest.mark.parametrize(("name", "ratio"), [("inpaint", 0.85), ("inpaint-deepfill", 0.85)])  # measured 0.74, 0.76
 def test_inpaint_models_fill_only_the_hole_from_its_surroundings(photo, name, ratio):
     pipe = shipped(name)
     hole = np.zeros(photo.shape[:2], bool)

@@ -7,8 +7,11 @@ outside the hole is bit-identical to the input.
 
 How an image of any size is filled:
 
-1. The hole's bounding box is found, and a crop around it is taken with as much context again on each side (a
-   square of side max(resolution, 2 x the box's longer side), moved inside the image and cut to it).
+1. The hole's bounding box is found, and a crop around it is taken with at least as much context again on each
+   side, and as much as ``max_side`` allows without shrinking (a square of side max(resolution, max_side, 2 x the
+   box's longer side), moved inside the image and cut to it): more context never costs detail, and a model with
+   ``prefill=pushpull`` interpolates from all of it (measured on the 10-20 % benchmark band: one photo's 232-px
+   crop instead of the whole 256-px image lowered the six photos' mean hole PSNR by 0.7 dB).
 2. A crop whose longer side is at most ``max_side`` runs at its own size (DeepFill is fully convolutional;
    ``max_side`` defaults to twice the training resolution, the largest size measured to fill better natively
    than shrunk, docs/inpainting.md; a Context Encoder always runs at its training resolution). A larger crop is
@@ -134,7 +137,7 @@ class InpaintPipeline:
         h, w = hole.shape
         ys, xs = np.nonzero(hole.any(1))[0], np.nonzero(hole.any(0))[0]
         y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-        side = max(self.resolution, 2 * max(y1 - y0, x1 - x0))
+        side = max(self.resolution, self.max_side, 2 * max(y1 - y0, x1 - x0))
         ch, cw = min(side, h), min(side, w)
         top = min(max((y0 + y1 - ch) // 2, 0), h - ch)
         left = min(max((x0 + x1 - cw) // 2, 0), w - cw)
