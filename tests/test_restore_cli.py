@@ -98,7 +98,7 @@ def test_registry_has_the_shipped_names_and_one_default_per_command():
     assert pretrained.default_model("upscale", sigma=True).name == "sr-x4-psnr"  # no non-blind upscaler
     assert pretrained.PRETRAINED["sr-x4-gan"].default_for == ""
     assert pretrained.PRETRAINED["denoise-nonblind"].default_for == "ganforge denoise --sigma S"
-    assert pretrained.default_model("inpaint").name == "inpaint"
+    assert pretrained.default_model("inpaint").name == "inpaint-deepfill"
     assert pretrained.default_model("colorize").name == "colorize"
     assert pretrained.PRETRAINED["edges2photo"].default_for == ""  # `ganforge translate edges2photo ...`
     with pytest.raises(ValueError, match="no shipped model for 'generate'"):

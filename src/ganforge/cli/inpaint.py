@@ -22,8 +22,8 @@ def inpaint(
     out: Annotated[Path, typer.Option("--out", "-o", help="output file (format from its suffix), or a folder for "
                                                           "folder input")],
     model: Annotated[str | None, typer.Option(help="inpainting snapshot, run folder (ganforge train --preset "
-                                                   "deepfill-128 ...) or shipped name \\[default: inpaint, the shipped "
-                                                   "model]")] = None,
+                                                   "deepfill-128 ...) or shipped name \\[default: inpaint-deepfill, "
+                                                   "the shipped model]")] = None,
     feather: Annotated[int | None, typer.Option(min=0, max=256, help="colour-correction band inside the hole edge, "
                                                 "in pixels \\[default: 2 model pixels for large images, else 0]")]
     = None,

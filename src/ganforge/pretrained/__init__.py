@@ -108,14 +108,14 @@ PRETRAINED: dict[str, Pretrained] = {p.name: p for p in (
     Pretrained("derain", "derain", "derain", True, 1, False, "derain",
                "removes rain streaks (U-Net trained on synthetic streaks, after ID-CGAN)",
                _reproduce("derain"), _PHOTOS),
-    Pretrained("inpaint", "inpaint", "inpaint", False, 1, False, "context-encoder-64",
-               "fills holes (Context Encoder at 128 px, trained with free-form and box holes; the baseline, behind "
-               "inpaint-deepfill on every benchmark measure, docs/inpainting.md)",
-               _reproduce("inpaint"), _PHOTOS),
     Pretrained("inpaint-deepfill", "inpaint-deepfill", "inpaint", True, 1, False, "deepfill-128",
                "fills holes (DeepFill v2 correcting a push-pull interpolation, 128 px crops, any size; briefly "
                "trained: it fills about as smoothly as the interpolation itself, docs/inpainting.md)",
                _reproduce("inpaint-deepfill"), _PHOTOS),
+    Pretrained("inpaint", "inpaint", "inpaint", False, 1, False, "context-encoder-64",
+               "fills holes (Context Encoder at 128 px, trained with free-form and box holes; the baseline, behind "
+               "inpaint-deepfill on every benchmark measure, docs/inpainting.md)",
+               _reproduce("inpaint"), _PHOTOS),
     Pretrained("colorize", "colorize", "colorize", True, 1, False, "colorize-64",
                "colours gray photos (pix2pix U-Net in Lab: keeps the lightness, predicts the colour)",
                _reproduce("colorize"), _PHOTOS),

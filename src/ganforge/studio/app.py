@@ -739,11 +739,12 @@ def _snapshots(job_id: JobId, run: Path) -> list[dict[str, Any]]:
 
 
 def _shipped() -> list[dict[str, Any]]:
-    """The shipped models (ganforge.pretrained), with whether this copy has their files."""
+    """The shipped models (ganforge.pretrained, each command's default first), with whether this copy has their
+    files."""
     from ganforge.pretrained import PRETRAINED
 
     return [{"name": p.name, "command": p.command, "scale": p.scale, "installed": p.installed,
-             "description": p.description, "non_blind": p.non_blind, "preset": p.preset}
+             "description": p.description, "non_blind": p.non_blind, "preset": p.preset, "default": p.default}
             for p in PRETRAINED.values()]
 
 
