@@ -188,7 +188,8 @@ def test_resume_config_allows_only_the_listed_fields(tmp_path, monkeypatch):
     cfg = resume.resume_config(run, {"run": {"kimg": 2.5, "threads": 1}, "optim": {}})
     assert (cfg.run.kimg, cfg.run.threads) == (2.5, 1) and cfg.model == base.model and cfg.optim == base.optim
     with pytest.raises(ConfigError, match=r"cannot change optim\.batch, loss\.adversarial \(only --kimg, --minutes, "
-                                          r"--threads, --device, optim\.g_lr, optim\.d_lr, loss\.r1_gamma.*\)\. Start"):
+                                          r"--threads, --device, run\.channels_last, optim\.g_lr, optim\.d_lr, "
+                                          r"loss\.r1_gamma.*\)\. Start"):
         resume.resume_config(run, {"optim": {"batch": 16}, "loss": {"adversarial": "hinge"}, "run": {"kimg": 2}})
     with pytest.raises(ConfigError, match="cannot change --preset"):
         resume.resume_config(run, {}, preset="dcgan-64")

@@ -99,7 +99,9 @@ def check_resume_changes(changes: list[ConfigChange], run_name: str) -> None:
                           f"{', '.join(refused)} (changeable: {', '.join(RESUME_CHANGEABLE)})")
 
 
+RUN_FLAGS = ("run.kimg", "run.minutes", "run.threads", "run.device")  # `ganforge train` flags of their own
+
+
 def _flag(field: str) -> str:
-    # How a user names a field: the run section's fields have flags of their own (--kimg); others take --set.
-    section, _, name = field.partition(".")
-    return f"--{name.replace('_', '-')}" if section == "run" else field
+    # How a user names a field: --kimg for the run fields with flags of their own; others take --set.
+    return f"--{field.partition('.')[2].replace('_', '-')}" if field in RUN_FLAGS else field
