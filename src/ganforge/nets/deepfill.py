@@ -203,8 +203,8 @@ class DeepFillGenerator(nn.Module):
         known = image * (1 - mask)
         ones = torch.ones_like(mask)
         if self.residual:  # both stages correct a smooth fill instead of painting from zeros
-            base = pushpull_fill(known, mask)                                                    # [N, C, H, W]
-            coarse = (base + self.coarse(torch.cat([base, ones, mask], 1))).clamp(-1, 1)
+            fill = pushpull_fill(known, mask)                                                    # [N, C, H, W]
+            coarse = (fill + self.coarse(torch.cat([fill, ones, mask], 1))).clamp(-1, 1)
         else:
             coarse = self.coarse(torch.cat([known, ones, mask], 1))                              # [N, C, H, W]
         base = coarse * mask + known
