@@ -295,8 +295,13 @@ def test_shipped_inpaint_and_translate_models(client: TestClient, settings: Stud
     """The shipped inpaint and translate models through their endpoints (model=NAME), the same result as a job's
     snapshot of the same network, and the refusals: exactly one of model and job_id; a shipped model of another
     command names the endpoint that takes it; the restore endpoint takes only restoration models."""
-    listed = {s["name"]: s for s in client.get("/api/models").json()["shipped"]}
+    shipped_list = client.get("/api/models").json()["shipped"]
+    listed = {s["name"]: s for s in shipped_list}
     assert listed["inpaint"]["installed"] and listed["edges2photo"]["command"] == "translate"
+    # each command's default is flagged and listed before its other models (the playground preselects the first)
+    inpainters = [s["name"] for s in shipped_list if s["command"] == "inpaint"]
+    assert inpainters == ["inpaint-deepfill", "inpaint"] and listed["inpaint-deepfill"]["default"]
+    assert not listed["inpaint"]["default"] and listed["sr-x4-psnr"]["default"] and not listed["sr-x4-gan"]["default"]
     assert not listed["sr-x4-psnr"]["installed"]
     photo = png((48, 40), seed=3)
     mask, alpha = canvas_mask((48, 40), [(8, 10), (30, 22), (40, 12)], width=5)
