@@ -247,15 +247,17 @@ def test_fused_adam_by_default_and_the_loop_on_request(class_folder, tmp_path):
     """New runs use Adam's fused kernel (the same update in another rounding order: losses close, not equal);
     optim.fused_adam=false gives the per-tensor loop of runs before it, and an optimizer restored from such a
     checkpoint keeps the loop (the state carries the flag), so older runs resume bit-exactly."""
+    from ganforge.config import OptimConfig
     from ganforge.tasks.base import adam
 
     p = [torch.nn.Parameter(torch.randn(4))]
-    assert adam(p, 1e-3, (0.5, 0.99)).param_groups[0]["fused"] is True
-    old = adam(p, 1e-3, (0.5, 0.99), fused=False)
+    optim = OptimConfig(beta1=0.5, beta2=0.99)
+    assert adam(p, 1e-3, optim).param_groups[0]["fused"] is True
+    old = adam(p, 1e-3, optim.model_copy(update={"fused_adam": False}))
     assert old.param_groups[0]["fused"] is None
     p[0].grad = torch.ones(4)
     old.step()
-    restored = adam(p, 1e-3, (0.5, 0.99))
+    restored = adam(p, 1e-3, optim)
     restored.load_state_dict(old.state_dict())
     assert restored.param_groups[0]["fused"] is None
     loop = train(_cfg(class_folder, tmp_path / "a", 0.096, optim={"fused_adam": False}), progress=False)

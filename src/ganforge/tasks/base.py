@@ -98,17 +98,20 @@ class Task(Protocol):
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
 
 
-def adam(params, lr: float, betas: tuple[float, float], ratio: float = 1.0, fused: bool = True) -> torch.optim.Adam:
-    """Adam; with lazy regularisation every k steps sharing the optimizer, StyleGAN2 (appx. B) scales lr and
-    betas by ratio = k / (k + 1) so the regulariser's occasional big steps keep the same effective dynamics.
+def adam(params, lr: float, optim: OptimConfig, ratio: float = 1.0) -> torch.optim.Adam:
+    """Adam at ``lr`` with ``optim``'s betas; with lazy regularisation every k steps sharing the optimizer, StyleGAN2
+    (appx. B) scales lr and betas by ratio = k / (k + 1) so the regulariser's occasional big steps keep the same
+    effective dynamics.
 
-    ``fused`` (optim.fused_adam): the fused kernel (one pass over each tensor) where every parameter is on the CPU
+    ``optim.fused_adam``: the fused kernel (one pass over each tensor) where every parameter is on the CPU
     or a CUDA device: the same update in another rounding order, ~3x faster than the per-tensor loop on a CPU
     (0.09 vs 0.30 s per step for pix2pix-256's 54 M parameters on one thread), which matters at batch 1. A resumed
     run keeps the implementation its checkpoint was written with (the optimizer state carries the flag)."""
     params = list(params)
-    fused = fused and bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), fused=fused or None)
+    fused = optim.fused_adam and bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                                      for p in params)
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(optim.beta1 ** ratio, optim.beta2 ** ratio),
+                            fused=fused or None)
 
 
 def optional_ema(modules: dict[str, nn.Module], ema_kimg: float) -> tuple[dict[str, str], dict[str, str]]:

@@ -105,10 +105,8 @@ class GanTask:
         # Lazy R1 shares D's optimizer, so D's lr and betas get the StyleGAN2 k/(k+1) rescale.
         k = self.loss.r1_every_steps
         ratio = k / (k + 1) if self.r1_gamma > 0 else 1.0
-        betas = (optim.beta1, optim.beta2)
-        return {"G": adam(self.G.parameters(), optim.g_lr, betas, fused=optim.fused_adam),
-                "D": adam([p for p in self.D.parameters() if p not in self.frozen], optim.d_lr, betas, ratio,
-                                fused=optim.fused_adam)}
+        return {"G": adam(self.G.parameters(), optim.g_lr, optim),
+                "D": adam([p for p in self.D.parameters() if p not in self.frozen], optim.d_lr, optim, ratio)}
 
     def preview(self, n: int, device: torch.device) -> tuple[np.ndarray, int | None]:
         # Each cell has its own seed; with classes, column k shows class k.

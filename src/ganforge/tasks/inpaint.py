@@ -140,10 +140,9 @@ class InpaintTask:
         return losses
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
-        out = {"G": adam(self.G.parameters(), optim.g_lr, betas, fused=optim.fused_adam)}
+        out = {"G": adam(self.G.parameters(), optim.g_lr, optim)}
         if self.gan:
-            out["D"] = adam(self.D.parameters(), optim.d_lr, betas, fused=optim.fused_adam)
+            out["D"] = adam(self.D.parameters(), optim.d_lr, optim)
         return out
 
     def phases(self) -> list[Phase]:

@@ -162,10 +162,9 @@ class RestoreTask:
         return net(y, batch["sigma"][:y.shape[0]]) if self.noise_map else net(y)
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
-        out = {"net": adam(self.net.parameters(), optim.g_lr, betas, fused=optim.fused_adam)}
+        out = {"net": adam(self.net.parameters(), optim.g_lr, optim)}
         if self.gan:
-            out["D"] = adam(self.D.parameters(), optim.d_lr, betas, fused=optim.fused_adam)
+            out["D"] = adam(self.D.parameters(), optim.d_lr, optim)
         return out
 
     def phases(self) -> list[Phase]:

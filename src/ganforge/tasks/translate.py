@@ -250,9 +250,8 @@ class Pix2PixTask:
         return one_hot_labels(a, self.label_classes) if self.label_classes else a
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
-        return {"G": adam(self.G.parameters(), optim.g_lr, betas, fused=optim.fused_adam),
-                "D": adam(self.D.parameters(), optim.d_lr, betas, fused=optim.fused_adam)}
+        return {"G": adam(self.G.parameters(), optim.g_lr, optim),
+                "D": adam(self.D.parameters(), optim.d_lr, optim)}
 
     def phases(self) -> list[Phase]:
         return [Phase("D", "D", 1, self.d_main), Phase("G", "G", 1, self.g_main)]
@@ -342,9 +341,8 @@ class CycleGANTask:
         return cls(model, loss, optim, data.channels, batch)
 
     def optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
-        return {"G": adam(self.G.parameters(), optim.g_lr, betas, fused=optim.fused_adam),
-                "D": adam(self.D.parameters(), optim.d_lr, betas, fused=optim.fused_adam)}
+        return {"G": adam(self.G.parameters(), optim.g_lr, optim),
+                "D": adam(self.D.parameters(), optim.d_lr, optim)}
 
     def phases(self) -> list[Phase]:
         return [Phase("D", "D", 1, self.d_main), Phase("G", "G", 1, self.g_main)]
