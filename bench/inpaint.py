@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -132,19 +131,11 @@ def band_mask(size: int, band: tuple[float, float], seed: int) -> np.ndarray:
 
 def _ssim_map(a: Image, b: Image) -> np.ndarray:
     """The SSIM map over 'valid' 11x11 positions, averaged over channels: [H-10, W-10]."""
-    from ganforge.metrics.image import _K1, _K2, _L, _gauss
+    from ganforge.metrics.image import ssim_maps
 
     ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
     tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
-    n, c, h, w = ta.shape
-    g = _gauss(ta)
-    stack = torch.cat([ta, tb, ta * ta, tb * tb, ta * tb]).reshape(5 * c, 1, h, w)
-    out = F.conv2d(F.conv2d(stack, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
-    mu_a, mu_b, e_aa, e_bb, e_ab = out.reshape(5, c, *out.shape[-2:])
-    c1, c2 = (_K1 * _L) ** 2, (_K2 * _L) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * (e_ab - mu_a * mu_b) + c2)) / \
-        ((mu_a**2 + mu_b**2 + c1) * (e_aa - mu_a**2 + e_bb - mu_b**2 + c2))
-    return s.mean(0).numpy()
+    return ssim_maps(ta, tb)[0][0].mean(0).numpy()
 
 
 def scores(out: Image, ref: Image, hole: np.ndarray, dist: Any) -> dict[str, float]:

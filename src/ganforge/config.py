@@ -349,6 +349,9 @@ class InpaintLoss(_Strict):
                                              "image (DeepFill v2) or the hole only (Context Encoder)")
     reconstruction_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the (refined) output's loss")
     coarse_weight: float = Field(1.0, ge=0.0, le=1e4, description="DeepFill: weight of the coarse output's loss")
+    ssim_weight: float = Field(0.0, ge=0.0, le=1e4, description="adds ssim_weight x (1 - SSIM over the hole) to "
+                               "each output's pixel loss (11x11 Gaussian window, the benchmark's hole SSIM; Zhao et "
+                               "al. 2017's L1 + SSIM): rewards structure carried into the hole, not only colour")
     adversarial: Literal["hinge", "ns"] = Field("hinge", description="hinge (SN-PatchGAN) or non-saturating")
     adversarial_weight: float = Field(1.0, ge=0.0, le=1e4, description="weight of the G adversarial loss; 0 = no D")
     d_width: int = Field(64, ge=1, le=1024, description="discriminator channels at the input resolution")

@@ -97,19 +97,27 @@ def _gauss(x: Tensor) -> Tensor:
     return g / g.sum()
 
 
-def _ssim_cs(ta: Tensor, tb: Tensor) -> tuple[Tensor, Tensor]:
-    # Per-image means over channels and 'valid' positions of the SSIM map and of the contrast-structure map, [N] each.
+def ssim_maps(ta: Tensor, tb: Tensor, data_range: float = _L) -> tuple[Tensor, Tensor]:
+    """(SSIM map, contrast-structure map) of images [N, C, H, W] on the 0..data_range scale: [N, C, H-10, W-10]
+    each, over the 'valid' positions of the 11x11 window (position (i, j) is centred on pixel (i + 5, j + 5)).
+    Differentiable; the metrics use it in float64, the inpainting loss (tasks/inpaint.py) in the training dtype."""
     n, c, h, w = ta.shape
     g = _gauss(ta)
     # Filter a, b, a^2, b^2, ab in one separable 'valid' pass; channels become batch entries.
     stack = torch.cat([ta, tb, ta * ta, tb * tb, ta * tb]).reshape(5 * n * c, 1, h, w)
     out = F.conv2d(F.conv2d(stack, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
     mu_a, mu_b, e_aa, e_bb, e_ab = out.reshape(5, n, c, *out.shape[-2:])  # [N, C, H-10, W-10] each
-    c1, c2 = (_K1 * _L) ** 2, (_K2 * _L) ** 2
+    c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
     # Biased (population) moments, as BasicSR and the reference MATLAB code; no clamping of the variances.
     cs = (2 * (e_ab - mu_a * mu_b) + c2) / (e_aa - mu_a**2 + e_bb - mu_b**2 + c2)
     lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
-    return (lum * cs).mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
+    return lum * cs, cs
+
+
+def _ssim_cs(ta: Tensor, tb: Tensor) -> tuple[Tensor, Tensor]:
+    # Per-image means over channels and 'valid' positions of the SSIM map and of the contrast-structure map, [N] each.
+    s, cs = ssim_maps(ta, tb)
+    return s.mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
 
 
 # SSIM, Wang et al. 2004 eq. 13, 11x11 Gaussian window sigma 1.5, K1 = 0.01, K2 = 0.03, as BasicSR's _ssim.

@@ -45,6 +45,7 @@ _SLOPE = 0.2
 STRIDE = 8  # H and W must be multiples of this
 PREFILLS = ("zeros", "pushpull")  # what the hole holds when the generator first sees it
 PUSHPULL_LEVELS = 13  # 8192 px
+FEATURE_GAIN = 1.9  # gated convs: the sigmoid gate halves the features on average (module docstring)
 
 
 class GatedConv(nn.Module):
@@ -56,6 +57,20 @@ class GatedConv(nn.Module):
         self.act = act
         self.conv = nn.Conv2d(c_in, c_out * (2 if act else 1), kernel, stride, dilation * (kernel - 1) // 2,
                               dilation=dilation)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Variance-preserving init (module docstring, "Initialisation"): He-normal feature weights scaled by
+        FEATURE_GAIN, unit-gain gate weights, zero biases; a plain conv (``act=None``) gets unit gain."""
+        fan_in = self.conv.in_channels * self.conv.kernel_size[0] * self.conv.kernel_size[1]
+        with torch.no_grad():
+            self.conv.bias.zero_()
+            if self.act is None:
+                self.conv.weight.normal_(0.0, fan_in ** -0.5)
+                return
+            feat, gate = self.conv.weight.chunk(2, 0)
+            feat.normal_(0.0, FEATURE_GAIN * (2.0 / fan_in) ** 0.5)
+            gate.normal_(0.0, fan_in ** -0.5)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)
@@ -204,7 +219,7 @@ class DeepFillGenerator(nn.Module):
         ones = torch.ones_like(mask)
         if self.residual:  # both stages correct a smooth fill instead of painting from zeros
             fill = pushpull_fill(known, mask)                                                    # [N, C, H, W]
-            coarse = (fill + self.coarse(torch.cat([fill, ones, mask], 1))).clamp(-1, 1)
+            coarse = (fill + mask * self.coarse(torch.cat([fill, ones, mask], 1))).clamp(-1, 1)
         else:
             coarse = self.coarse(torch.cat([known, ones, mask], 1))                              # [N, C, H, W]
         base = coarse * mask + known
@@ -217,7 +232,7 @@ class DeepFillGenerator(nn.Module):
             feats = torch.cat([feats, self.att_out(a)], 1)                                       # [N, 8w, H/4, W/4]
         refined = self.decoder(self.merge(feats))                                                # [N, C, H, W]
         if self.residual:
-            refined = (base + refined).clamp(-1, 1)
+            refined = (base + mask * refined).clamp(-1, 1)
         return (coarse, refined) if return_coarse else refined
 
 

@@ -10,7 +10,8 @@ SN-PatchGAN on image + mask). A batch is ``{"image", "mask"}`` (data/masks.py): 
         SN-PatchGAN scores every patch of its last feature map (the hinge loss averages over all)
     G   every step: reconstruction_weight * pixel loss of the output + coarse_weight * pixel loss of DeepFill's coarse
         output (L1 over the whole image, Yu et al. 2019 sec. 3.4; Context Encoder: L2 over the hole, Pathak et al.
-        2016 eq. 1) + adversarial_weight * G's adversarial loss on the composite (eq. 2 / the hinge G loss)
+        2016 eq. 1), each plus ssim_weight * (1 - SSIM over the hole) when loss.ssim_weight > 0, + adversarial_weight
+        * G's adversarial loss on the composite (eq. 2 / the hinge G loss)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ganforge.core.grid import to_uint8
 from ganforge.data.batches import TrainData
 from ganforge.data.masks import InpaintBatches, load_inpaint
 from ganforge.losses import get_adversarial
+from ganforge.metrics.image import ssim_maps
 from ganforge.nets import build_net
 from ganforge.tasks.base import Phase, StepInputs, adam, optional_ema
 
@@ -52,6 +54,15 @@ def pixel_loss(out: Tensor, x: Tensor, mask: Tensor, kind: str, region: str) -> 
     if region == "image":
         return err.mean()
     return (err * mask).sum() / (mask.sum() * x.shape[1]).clamp_min(1.0)
+
+
+def hole_ssim(out: Tensor, x: Tensor, mask: Tensor) -> Tensor:
+    """Mean SSIM (images in [-1, 1]) over the window positions centred in the hole, as bench/inpaint.py's hole SSIM;
+    1 when no window is centred in a hole. Differentiable in ``out``."""
+    s = ssim_maps((out + 1) / 2, (x + 1) / 2, data_range=1.0)[0].mean(1, keepdim=True)          # [N, 1, H-10, W-10]
+    r = (mask.shape[-1] - s.shape[-1]) // 2
+    m = mask[:, :, r:mask.shape[-2] - r, r:mask.shape[-1] - r]
+    return ((s * m).sum() + (m.sum() == 0).to(s.dtype)) / m.sum().clamp_min(1.0)
 
 
 def composite(out: Tensor, x: Tensor, mask: Tensor) -> Tensor:
@@ -125,13 +136,20 @@ class InpaintTask:
         x, m = inp.batch["image"], inp.batch["mask"]
         lc = self.loss
         coarse, out = self.fill(self.G, inp.batch)
-        rec = pixel_loss(out, x, m, lc.reconstruction, lc.region)
-        losses = {"rec": rec.detach()}
-        total = lc.reconstruction_weight * rec
+        losses: dict[str, Tensor] = {}
+
+        def reconstruction(y: Tensor, name: str) -> Tensor:
+            rec = pixel_loss(y, x, m, lc.reconstruction, lc.region)
+            losses[name] = rec.detach()
+            if lc.ssim_weight > 0:
+                s = hole_ssim(y, x, m)
+                losses[name.replace("rec", "ssim")] = s.detach()
+                rec = rec + lc.ssim_weight * (1 - s)
+            return rec
+
+        total = lc.reconstruction_weight * reconstruction(out, "rec")
         if coarse is not None and lc.coarse_weight > 0:
-            rec_coarse = pixel_loss(coarse, x, m, lc.reconstruction, lc.region)
-            losses["rec_coarse"] = rec_coarse.detach()
-            total = total + lc.coarse_weight * rec_coarse
+            total = total + lc.coarse_weight * reconstruction(coarse, "rec_coarse")
         if self.gan:
             adv = self.adv.g(self.score(composite(out, x, m), m))
             losses["adv"] = adv.detach()
