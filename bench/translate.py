@@ -265,10 +265,11 @@ def train_step_speed(preset: str, res: int, steps: int, peak: float, batch_size:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ganforge.tasks.base import StepInputs
+    from ganforge.training.loop import set_memory_format
 
     task, cfg = _task(preset, res)
     for m in task.modules.values():  # as the loop does (run.channels_last auto = on)
-        m.to(memory_format=torch.channels_last)
+        set_memory_format(m, torch.channels_last)
     opts = task.optimizers(cfg.optim)
     x = lambda: (torch.rand(batch_size, 3, res, res) * 2 - 1).contiguous(  # noqa: E731
         memory_format=torch.channels_last)

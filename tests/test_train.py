@@ -243,6 +243,50 @@ def test_tensorboard_mirrors_stats(class_folder, tmp_path):
     assert [e.value for e in events] == pytest.approx([r["loss/G_adv"] for r in stats], rel=1e-6)
 
 
+def test_fused_adam_on_channels_last_weights_is_torchs_update_without_the_copies():
+    """tasks/base.py Adam hands channels_last weights to the fused kernel as dense NHWC views (torch's step clones
+    and copies each one back): the same parameters and state bit for bit over several steps, the state_dicts load
+    into each other, and the weights keep their layout."""
+    from ganforge.tasks.base import Adam
+
+    torch.manual_seed(0)
+    make = lambda: [torch.nn.Parameter(torch.randn(8, 6, 3, 3).contiguous(memory_format=torch.channels_last)),  # noqa: E731
+                    torch.nn.Parameter(torch.randn(8)), torch.nn.Parameter(torch.randn(5, 4, 1, 2))]
+    ours, ref = make(), make()
+    for a, b in zip(ours, ref, strict=True):
+        b.data.copy_(a.data)
+    opt_ours, opt_ref = Adam(ours, 1e-2, betas=(0.5, 0.99), fused=True), torch.optim.Adam(ref, 1e-2, (0.5, 0.99),
+                                                                                          fused=True)
+    for step in range(4):
+        for a, b in zip(ours, ref, strict=True):
+            g = torch.randn_like(a)
+            a.grad, b.grad = g.clone(memory_format=torch.preserve_format), g.clone(memory_format=torch.preserve_format)
+        ours[2].grad = ref[2].grad = None if step == 1 else ours[2].grad  # a parameter without a gradient is skipped
+        opt_ours.step()
+        opt_ref.step()
+    for a, b in zip(ours, ref, strict=True):
+        assert torch.equal(a, b)
+    assert ours[0].is_contiguous(memory_format=torch.channels_last) and not ours[0].is_contiguous()
+    s_ours, s_ref = opt_ours.state_dict(), opt_ref.state_dict()
+    for k in s_ref["state"]:
+        assert all(torch.equal(s_ours["state"][k][n], s_ref["state"][k][n]) for n in ("step", "exp_avg", "exp_avg_sq"))
+    opt_ref.load_state_dict(s_ours)
+    opt_ours.load_state_dict(s_ref)
+
+
+def test_cpu_transposed_conv_weights_stay_contiguous_under_channels_last():
+    from ganforge.training.loop import set_memory_format
+
+    net = set_memory_format(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3), torch.nn.ConvTranspose2d(8, 4, 4, 2)),
+                            torch.channels_last)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last) and not net[0].weight.is_contiguous()
+    assert net[1].weight.is_contiguous()  # oneDNN's deconvolution re-lays a channels_last weight every backward
+    x = torch.randn(2, 4, 12, 12).contiguous(memory_format=torch.channels_last)
+    ref = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3), torch.nn.ConvTranspose2d(8, 4, 4, 2))
+    ref.load_state_dict(net.state_dict())
+    assert torch.allclose(net(x), ref(x.contiguous()), atol=1e-5)
+
+
 def test_fused_adam_by_default_and_the_loop_on_request(class_folder, tmp_path):
     """New runs use Adam's fused kernel (the same update in another rounding order: losses close, not equal);
     optim.fused_adam=false gives the per-tensor loop of runs before it, and an optimizer restored from such a
