@@ -131,11 +131,11 @@ def band_mask(size: int, band: tuple[float, float], seed: int) -> np.ndarray:
 
 def _ssim_map(a: Image, b: Image) -> np.ndarray:
     """The SSIM map over 'valid' 11x11 positions, averaged over channels: [H-10, W-10]."""
-    from ganforge.metrics.image import ssim_maps
+    from ganforge.core.imagemath import ssim_maps
 
     ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
     tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
-    return ssim_maps(ta, tb)[0][0].mean(0).numpy()
+    return ssim_maps(ta, tb, 255.0)[0][0].mean(0).numpy()
 
 
 def scores(out: Image, ref: Image, hole: np.ndarray, dist: Any) -> dict[str, float]:

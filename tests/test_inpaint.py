@@ -17,8 +17,8 @@ import ganforge
 from ganforge.cli import app
 from ganforge.config import ConfigError, DeepFillModel, InpaintLoss, OptimConfig, resolve_config
 from ganforge.core.imageio import read_image, write_image
+from ganforge.core.imagemath import ssim_maps
 from ganforge.infer.inpaint import InpaintPipeline, binarize_mask
-from ganforge.metrics.image import ssim_maps
 from ganforge.nets import build_net
 from ganforge.nets.deepfill import FEATURE_GAIN, DeepFillGenerator, contextual_attention, pushpull_fill
 from ganforge.tasks.base import StepInputs

@@ -248,3 +248,36 @@ def test_dcgan_batchnorm_discriminator():
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
     assert D(fixed_inputs(16)[1])[0].shape == (N,)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in tiny_d("dcgan", 16).modules())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(channels_last):
+    """nets/layers.py GemmConv2d / GemmConvTranspose2d: the GEMM form (maps up to GEMM_MAX_POSITIONS) gives
+    nn.Conv2d's / nn.ConvTranspose2d's output and gradients, in the input's layout; larger maps take torch's op."""
+    from ganforge.nets.layers import GEMM_MAX_POSITIONS, GemmConv2d, GemmConvTranspose2d
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for ours, ref, side in ((GemmConv2d(24, 16, 4, 2, 1), torch.nn.Conv2d(24, 16, 4, 2, 1), 4),
+                            (GemmConv2d(24, 16, 3, 1, 1, bias=False), torch.nn.Conv2d(24, 16, 3, 1, 1, bias=False), 5),
+                            (GemmConvTranspose2d(24, 16, 4, 2, 1), torch.nn.ConvTranspose2d(24, 16, 4, 2, 1), 2),
+                            (GemmConvTranspose2d(24, 16, 4, 2, 1), torch.nn.ConvTranspose2d(24, 16, 4, 2, 1), 1)):
+        ref.load_state_dict(ours.state_dict())
+        ours.to(memory_format=fmt)
+        x = torch.randn(3, 24, side, side).contiguous(memory_format=fmt).requires_grad_()
+        x_ref = x.detach().contiguous().requires_grad_()
+        y, y_ref = ours(x), ref(x_ref)
+        assert 3 * y.shape[-1] * y.shape[-2] <= GEMM_MAX_POSITIONS  # the GEMM form ran
+        assert torch.allclose(y, y_ref, atol=1e-5)
+        assert y.is_contiguous(memory_format=fmt) or x.is_contiguous()  # a 1x1 map is both layouts
+        g = torch.randn_like(y_ref)
+        y.backward(g)
+        y_ref.backward(g)
+        assert torch.allclose(x.grad, x_ref.grad, atol=1e-5)
+        for p, q in zip(ours.parameters(), ref.parameters(), strict=True):
+            assert torch.allclose(p.grad, q.grad, atol=1e-4)
+    big = GemmConv2d(4, 4, 3, 1, 1)
+    ref = torch.nn.Conv2d(4, 4, 3, 1, 1)
+    ref.load_state_dict(big.state_dict())
+    x = torch.randn(1, 4, 32, 32)
+    assert torch.equal(big(x), ref(x))  # 1024 positions: torch's own convolution

@@ -15,8 +15,8 @@ from torch import Tensor
 
 from ganforge.core import imagemath
 
-_K1, _K2, _L = 0.01, 0.03, 255.0
-_WIN, _SIGMA = 11, 1.5
+_L = 255.0
+_WIN = imagemath.SSIM_WINDOW
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # 'valid' filtering needs an 11-px side at the coarsest of 5 scales; 2x2 pooling floors, so side // 16 >= 11.
 MS_SSIM_MIN_SIDE = _WIN * 2 ** (len(MS_SSIM_WEIGHTS) - 1)  # 176
@@ -90,33 +90,9 @@ def psnr(a, b, crop_border: int = 0, y_channel: bool = False) -> Tensor:
     return imagemath.psnr(ta, tb, data_range=_L)
 
 
-def _gauss(x: Tensor) -> Tensor:
-    # Same taps as cv2.getGaussianKernel(11, 1.5) and scipy's gaussian_filter(sigma=1.5, truncate=3.5).
-    r = torch.arange(_WIN, dtype=x.dtype, device=x.device) - (_WIN - 1) / 2
-    g = torch.exp(-(r**2) / (2 * _SIGMA**2))
-    return g / g.sum()
-
-
-def ssim_maps(ta: Tensor, tb: Tensor, data_range: float = _L) -> tuple[Tensor, Tensor]:
-    """(SSIM map, contrast-structure map) of images [N, C, H, W] on the 0..data_range scale: [N, C, H-10, W-10]
-    each, over the 'valid' positions of the 11x11 window (position (i, j) is centred on pixel (i + 5, j + 5)).
-    Differentiable; the metrics use it in float64, the inpainting loss (tasks/inpaint.py) in the training dtype."""
-    n, c, h, w = ta.shape
-    g = _gauss(ta)
-    # Filter a, b, a^2, b^2, ab in one separable 'valid' pass; channels become batch entries.
-    stack = torch.cat([ta, tb, ta * ta, tb * tb, ta * tb]).reshape(5 * n * c, 1, h, w)
-    out = F.conv2d(F.conv2d(stack, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
-    mu_a, mu_b, e_aa, e_bb, e_ab = out.reshape(5, n, c, *out.shape[-2:])  # [N, C, H-10, W-10] each
-    c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
-    # Biased (population) moments, as BasicSR and the reference MATLAB code; no clamping of the variances.
-    cs = (2 * (e_ab - mu_a * mu_b) + c2) / (e_aa - mu_a**2 + e_bb - mu_b**2 + c2)
-    lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
-    return lum * cs, cs
-
-
 def _ssim_cs(ta: Tensor, tb: Tensor) -> tuple[Tensor, Tensor]:
     # Per-image means over channels and 'valid' positions of the SSIM map and of the contrast-structure map, [N] each.
-    s, cs = ssim_maps(ta, tb)
+    s, cs = imagemath.ssim_maps(ta, tb, _L)
     return s.mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
 
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge.nets.layers import GemmConv2d, GemmConvTranspose2d
+
 NORMS = ("batch", "instance", "none")
 
 
@@ -56,7 +58,7 @@ class UNetTranslator(nn.Module):
         for k in range(depth):
             c_in = in_channels if k == 0 else widths[k - 1]
             layers: list[nn.Module] = [] if k == 0 else [nn.LeakyReLU(0.2)]
-            layers.append(nn.Conv2d(c_in, widths[k], 4, stride=2, padding=1, bias=bias or k in (0, depth - 1)))
+            layers.append(GemmConv2d(c_in, widths[k], 4, stride=2, padding=1, bias=bias or k in (0, depth - 1)))
             if 0 < k < depth - 1:
                 layers.append(norm_layer(norm, widths[k]))
             self.down.append(nn.Sequential(*layers))
@@ -64,9 +66,9 @@ class UNetTranslator(nn.Module):
         for k in reversed(range(depth)):  # the decoder layer that produces level k's resolution
             c_in = widths[k] if k == depth - 1 else 2 * widths[k]
             if k == 0:
-                self.up.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(c_in, out_channels, 4, 2, 1), nn.Tanh()))
+                self.up.append(nn.Sequential(nn.ReLU(), GemmConvTranspose2d(c_in, out_channels, 4, 2, 1), nn.Tanh()))
                 continue
-            layers = [nn.ReLU(), nn.ConvTranspose2d(c_in, widths[k - 1], 4, 2, 1, bias=bias),
+            layers = [nn.ReLU(), GemmConvTranspose2d(c_in, widths[k - 1], 4, 2, 1, bias=bias),
                       norm_layer(norm, widths[k - 1])]
             if dropout > 0 and k >= depth - 3:  # the paper's CD512 x 3: the three innermost decoder layers
                 layers.append(nn.Dropout(dropout))

@@ -25,10 +25,10 @@ from torch import Tensor, nn
 
 from ganforge.config import ContextEncoderModel, DataConfig, DeepFillModel, InpaintLoss, OptimConfig
 from ganforge.core.grid import to_uint8
+from ganforge.core.imagemath import ssim_maps
 from ganforge.data.batches import TrainData
 from ganforge.data.masks import InpaintBatches, load_inpaint
 from ganforge.losses import get_adversarial
-from ganforge.metrics.image import ssim_maps
 from ganforge.nets import build_net
 from ganforge.tasks.base import Phase, StepInputs, adam, optional_ema
 
