@@ -168,7 +168,8 @@ def test_ssim_loss_scores_the_hole_like_the_benchmark_and_trains():
                        InpaintLoss(adversarial_weight=0.0, ssim_weight=1.0), OptimConfig(), channels=3,
                        resolution=48, masks="free-form")
     out = task.g_main(StepInputs(batch={"image": x, "mask": m}, gen=torch.Generator(), step=0))
-    assert {"rec", "ssim", "rec_coarse", "ssim_coarse"} <= set(out) and 0 < out["ssim"].item() < 1
+    assert {"rec", "ssim", "rec_coarse", "ssim_coarse", "l1_vs_fill"} <= set(out) and 0 < out["ssim"].item() < 1
+    assert out["l1_vs_fill"].item() == pytest.approx(1.0, abs=0.2)  # the net starts near the interpolation
     full = (out["rec"] + 1 - out["ssim"] + out["rec_coarse"] + 1 - out["ssim_coarse"]).item()
     assert out["loss"].item() == pytest.approx(full, rel=1e-5)
     out["loss"].backward()

@@ -12,6 +12,8 @@ SN-PatchGAN on image + mask). A batch is ``{"image", "mask"}`` (data/masks.py): 
         output (L1 over the whole image, Yu et al. 2019 sec. 3.4; Context Encoder: L2 over the hole, Pathak et al.
         2016 eq. 1), each plus ssim_weight * (1 - SSIM over the hole) when loss.ssim_weight > 0, + adversarial_weight
         * G's adversarial loss on the composite (eq. 2 / the hinge G loss)
+        logged beside them: l1_vs_fill, the output's L1 in the hole over that of the push-pull interpolation of the
+        known pixels (nets/deepfill.py pushpull_fill): below 1 once the net fills better than the interpolation
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ganforge.data.batches import TrainData
 from ganforge.data.masks import InpaintBatches, load_inpaint
 from ganforge.losses import get_adversarial
 from ganforge.nets import build_net
+from ganforge.nets.deepfill import pushpull_fill
 from ganforge.tasks.base import Phase, StepInputs, adam, optional_ema
 
 PREVIEW_SEED = 12345  # the preview's crops and masks are fixed for the whole run
@@ -150,6 +153,10 @@ class InpaintTask:
         total = lc.reconstruction_weight * reconstruction(out, "rec")
         if coarse is not None and lc.coarse_weight > 0:
             total = total + lc.coarse_weight * reconstruction(coarse, "rec_coarse")
+        with torch.no_grad():  # < 1: the net fills the hole better than the interpolation alone (L1 in the hole)
+            fill = pushpull_fill(x * (1 - m), m)
+            losses["l1_vs_fill"] = (pixel_loss(out.detach(), x, m, "l1", "hole")
+                                    / pixel_loss(fill, x, m, "l1", "hole").clamp_min(1e-8))
         if self.gan:
             adv = self.adv.g(self.score(composite(out, x, m), m))
             losses["adv"] = adv.detach()
