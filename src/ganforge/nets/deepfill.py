@@ -28,8 +28,14 @@ Discriminator (sec. 3.2, SN-PatchGAN): ``layers`` conv5x5 stride-2 with spectral
 and the mask; every output of the last feature map is a score (hinge loss over all of them, in the task).
 
 ``prefill="pushpull"`` (not in the paper): the hole is first filled by push-pull interpolation of the known pixels
-(``pushpull_fill``) instead of 0, and both stages output a correction added to their input, so training starts from a
-smooth fill rather than from nothing.
+(``pushpull_fill``) instead of 0, and both stages output a correction added to their input inside the hole, so
+training starts from a smooth fill rather than from nothing.
+
+Initialisation: a gated conv's output is ELU(f) * sigmoid(g), and the gate halves it on average. With PyTorch's
+default conv init each gated layer shrank its input about 3x, so the deepest features no longer depended on the
+image and no correction was learned (docs/inpainting.md). ``GatedConv.reset_parameters`` draws He-normal feature
+weights times FEATURE_GAIN (1.9: the spatial spread stays O(1) through the 12-layer coarse encoder), unit-gain gate
+weights and zero biases; plain convs get unit gain.
 
 The network runs on any H, W divisible by 8 (two stride-2 downsamplings, then attention at rate 2).
 """
@@ -60,7 +66,7 @@ class GatedConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Variance-preserving init (module docstring, "Initialisation"): He-normal feature weights scaled by
+        """Variance-preserving init (the module docstring, "Initialisation"): He-normal feature weights scaled by
         FEATURE_GAIN, unit-gain gate weights, zero biases; a plain conv (``act=None``) gets unit gain."""
         fan_in = self.conv.in_channels * self.conv.kernel_size[0] * self.conv.kernel_size[1]
         with torch.no_grad():
