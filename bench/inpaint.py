@@ -6,10 +6,11 @@
 ``compare`` fills fixed-seed free-form holes in centre crops of the held-out photos (``python bench/photos.py
 fetch``: ``~/.cache/ganforge/photos/heldout/``, never trained on) at two coverage bands, 10-20 % and 30-40 %, with
 OpenCV's ``cv2.inpaint`` (Telea, Navier-Stokes; opencv-python-headless is a bench-only install, ``pip install
-opencv-python-headless``), the push-pull interpolation that DeepFill's model.prefill=pushpull starts from, a Context
-Encoder and DeepFill v2, and scores PSNR and SSIM inside the hole and over the
-whole image, and the project's perceptual distance (judge features, ``metrics/perceptual.py``; not LPIPS) on the
-32-px tiles that the hole touches. Speed: images per second through the DeepFill pipeline at 256 x 256.
+opencv-python-headless``), the push-pull interpolation that DeepFill's model.prefill=pushpull starts from, the smooth
+fill (core/fill.py) that model.prefill=smooth starts from, a Context Encoder and DeepFill v2, and scores PSNR and
+SSIM inside the hole and over the whole image, and the project's perceptual distance (judge features,
+``metrics/perceptual.py``; not LPIPS) on the 32-px tiles that the hole touches. Speed: images per second through
+the DeepFill pipeline at 256 x 256.
 
 Masks: for photo i and band b the generator is seeded with SEED + 1000 b + i; free-form masks (data/masks.py, the
 DeepFill v2 algorithm at the crop size) are united until the coverage reaches the band's lower end; a union that
@@ -195,6 +196,17 @@ def pushpull_method(img: Image, hole: np.ndarray) -> Image:
     return res
 
 
+def smooth_method(img: Image, hole: np.ndarray) -> Image:
+    """The smooth fill alone (core/fill.py smooth_fill: the mean of the exact membrane and thin-plate
+    interpolations): what a model with model.prefill=smooth starts from, so its row shows what the network adds."""
+    from ganforge.core.fill import smooth_fill_array
+
+    out = smooth_fill_array(img.transpose(2, 0, 1).astype(np.float64), hole).transpose(1, 2, 0)
+    res = img.copy()
+    res[hole] = np.clip(np.round(out[hole]), 0, 255).astype(np.uint8)
+    return res
+
+
 def train_model(preset: str, photos: Path, out: Path, minutes: float, res: int, quick: bool) -> Path:
     from ganforge.config import resolve_config
     from ganforge.training.loop import train
@@ -236,6 +248,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     methods = opencv_methods()
     cv2_version = methods.pop("_cv2")
     methods["push-pull"] = pushpull_method
+    methods["smooth-fill"] = smooth_method
     models: dict[str, dict[str, Any]] = {}
     work = Path(args.work).expanduser()
     minutes = args.train_minutes if args.train_minutes is not None else (1.0 if quick else 20.0)
@@ -297,7 +310,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_grid(rows: list[list[Image]], path: Path) -> Path:
-    """Rows of masked | telea | ns | push-pull | context encoder | deepfill | real, 2-px gutters."""
+    """Rows of masked | telea | ns | push-pull | smooth fill | context encoder | deepfill | real, 2-px gutters."""
     from PIL import Image as PILImage
 
     h, w = rows[0][0].shape[:2]

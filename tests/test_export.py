@@ -59,6 +59,8 @@ INPAINTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "deepfill": ("deepfill", dict(channels=3, width=4, dilations=[2, 4], attention=True, softmax_scale=10.0)),
     "deepfill-pushpull": ("deepfill", dict(channels=3, width=4, dilations=[2, 4], attention=True, softmax_scale=10.0,
                                            prefill="pushpull")),
+    "deepfill-smooth": ("deepfill", dict(channels=3, width=4, dilations=[2, 4], attention=True, softmax_scale=10.0,
+                                         prefill="smooth")),
 }
 _UNET = dict(width=4, depth=3, norm="batch", dropout=0.5)
 _RESNET = dict(width=4, blocks=1, norm="instance", dropout=0.0)
@@ -321,6 +323,19 @@ def _hole(n: int, h: int, w: int) -> np.ndarray:
     return m
 
 
+def _feed(key: str, x: np.ndarray, m: np.ndarray) -> dict[str, np.ndarray]:
+    """onnxruntime's inputs for an inpainter: image and mask, and for a prefill=smooth DeepFill the smooth fill
+    (core/fill.py) of the image's hole, as metadata_props says."""
+    import torch
+
+    from ganforge.core.fill import smooth_fill
+
+    feed = {"image": x, "mask": m}
+    if key.endswith("smooth"):
+        feed["fill"] = smooth_fill(torch.from_numpy(x), torch.from_numpy(m)).numpy()
+    return feed
+
+
 @pytest.mark.parametrize("key", list(INPAINTERS))
 def test_inpainter_exports_and_onnxruntime_matches(exported, key):
     import torch
@@ -336,20 +351,24 @@ def test_inpainter_exports_and_onnxruntime_matches(exported, key):
     assert ("BatchNorm running statistics" in meta["ganforge.eval_mode"]) == (key == "context_encoder")
     assert json.loads(meta["ganforge.net_config"]) == net.config
     dims = shapes(out)
-    assert list(dims) == ["image", "mask"] and dims["image"][1] == 3 and dims["mask"][1] == 1
+    smooth = key.endswith("smooth")
+    assert list(dims) == ["image", "mask", *(["fill"] if smooth else [])]
+    assert dims["image"][1] == 3 and dims["mask"][1] == 1
+    assert ("ganforge.fill" in meta) == smooth and (not smooth or dims["fill"] == dims["image"])
     assert all(isinstance(d, str) for i, d in enumerate(dims["image"]) if i != 1), dims  # N, H, W dynamic
     assert [dims["mask"][i] for i in (0, 2, 3)] == [dims["image"][i] for i in (0, 2, 3)]  # the image's axes
     # a third size, neither traced nor checked: 64 x 48, a batch of 3; at 32 px DeepFill's 4 x 4 key grid has no
     # key clear of the hole, here it has, so contextual attention really copies features (checked by a hook)
     x = np.random.default_rng(5).random((3, 3, 64, 48), dtype=np.float32)
     m = _hole(3, 64, 48)
-    got = ort.InferenceSession(str(out)).run(None, {"image": x, "mask": m})[0]
+    feed = _feed(key, x, m)
+    got = ort.InferenceSession(str(out)).run(None, feed)[0]
     graph, _ = load_graph(snap)
     attended = []
     if key.startswith("deepfill"):
         graph.net.att_out.register_forward_pre_hook(lambda mod, args: attended.append(float(args[0].abs().max())))
     with torch.no_grad():
-        want = graph(torch.from_numpy(x), torch.from_numpy(m)).numpy()
+        want = graph(*[torch.from_numpy(v) for v in feed.values()]).numpy()
     assert got.shape == (3, 3, 64, 48) and np.abs(got - want).max() <= TOL
     assert not key.startswith("deepfill") or attended[0] > 0  # all-zero when no key is valid
 
@@ -363,15 +382,15 @@ def test_inpaint_onnx_fills_only_the_hole(exported, key):
     sess = ort.InferenceSession(str(out))
     x = np.random.default_rng(1).random((2, 3, 32, 32), dtype=np.float32)
     m = _hole(2, 32, 32)
-    y = sess.run(None, {"image": x, "mask": m})[0]
+    y = sess.run(None, _feed(key, x, m))[0]
     known = np.broadcast_to(m == 0, x.shape)
     assert np.array_equal(y[known], x[known])
     assert np.abs(y[~known] - x[~known]).max() > 1e-3 and y.min() >= 0 and y.max() <= 1
     soft = np.where(m > 0, 0.8, 0.3).astype(np.float32)
-    assert np.array_equal(sess.run(None, {"image": x, "mask": soft})[0], y)
-    full = sess.run(None, {"image": x, "mask": np.ones_like(m)})[0]
+    assert np.array_equal(sess.run(None, {**_feed(key, x, m), "mask": soft})[0], y)
+    full = sess.run(None, _feed(key, x, np.ones_like(m)))[0]
     assert np.isfinite(full).all() and full.min() >= 0 and full.max() <= 1
-    off = {"image": x[:, :, :30], "mask": m[:, :, :30]}  # 30 rows: not a multiple of the stride (4 or 8)
+    off = {k: v[:, :, :30] for k, v in _feed(key, x, m).items()}  # 30 rows: not a multiple of the stride (4 or 8)
     with pytest.raises(Exception, match="ONNXRuntimeError"):  # a shape error, not a silently wrong image
         sess.run(None, off)
 

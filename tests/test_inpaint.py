@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import ganforge
 from ganforge.cli import app
 from ganforge.config import ConfigError, DeepFillModel, InpaintLoss, OptimConfig, resolve_config
+from ganforge.core.fill import PLATE_WEIGHT, smooth_fill
 from ganforge.core.imageio import read_image, write_image
 from ganforge.core.imagemath import ssim_maps
 from ganforge.infer.inpaint import InpaintPipeline, binarize_mask
@@ -66,6 +67,7 @@ def test_contextual_attention_without_a_valid_key_returns_zeros():
 
 @pytest.mark.parametrize("preset,model", [("deepfill-64", {"width": 4, "dilations": [2, 4]}),
                                           ("deepfill-64", {"width": 4, "dilations": [2, 4], "prefill": "pushpull"}),
+                                          ("deepfill-64", {"width": 4, "dilations": [2, 4], "prefill": "smooth"}),
                                           ("context-encoder-64", {"width": 4, "levels": 3, "bottleneck": 8})])
 def test_one_config_runs_at_64_and_128_and_ignores_hole_pixels(preset, model):
     cfg = resolve_config(preset, {"model": model})
@@ -103,6 +105,68 @@ def test_pushpull_fill_keeps_known_pixels_and_interpolates_the_hole():
     assert torch.allclose(pushpull_fill(flat, hole[:, :, :40, :24].expand(2, 1, 40, 24)), flat)
     # nothing known: 0 (the mean of no pixels), finite
     assert torch.equal(pushpull_fill(flat, torch.ones(2, 1, 40, 24)), torch.zeros_like(flat))
+
+
+def test_smooth_fill_is_exact_on_ramps_and_the_plate_on_parabolas():
+    """Golden values: a linear ramp is harmonic and biharmonic, so every mix reproduces it in a hole at least 2 px
+    from the border; a parabola x^2 has a constant Laplacian, so only the thin plate reproduces it; the membrane
+    sags below it (max principle) and the default mean lies between. Known pixels are never changed."""
+    yy, xx = torch.meshgrid(torch.arange(40.0, dtype=torch.float64), torch.arange(48.0, dtype=torch.float64),
+                            indexing="ij")
+    hole = torch.zeros(1, 1, 40, 48, dtype=torch.float64)
+    hole[:, :, 6:30, 9:25] = 1
+    hole[:, :, 33:36, 4:44] = 1                                                       # two parts, one a thin band
+    inside = hole[0, 0] > 0
+    ramp = torch.stack([0.03 * xx - 0.5, -0.02 * yy + 0.1, 0.01 * (xx + yy) - 0.4])[None]
+    for w in (0.0, 0.5, 1.0):
+        out = smooth_fill(ramp * (1 - hole), hole, plate_weight=w)
+        assert torch.allclose(out, ramp, atol=1e-9), w
+    para = ((xx - 17) / 10).square()[None, None]
+    plate = smooth_fill(para * (1 - hole), hole, plate_weight=1.0)
+    membrane = smooth_fill(para * (1 - hole), hole, plate_weight=0.0)
+    mean = smooth_fill(para * (1 - hole), hole)
+    assert torch.allclose(plate, para, atol=1e-8)
+    err = (membrane - para)[0, 0][inside]
+    assert err.min() > -1e-9 and err.max() > 0.05                      # the membrane sits above the convex bowl
+    assert torch.allclose(mean, (plate + membrane) / 2, atol=1e-9) and PLATE_WEIGHT == 0.5
+    for out in (plate, membrane, mean):
+        assert torch.equal(out[0, 0][~inside], para[0, 0][~inside])
+
+
+def test_smooth_fill_is_affine_and_handles_empty_and_full_holes():
+    """fill(a x + b) = a fill(x) + b (the ONNX graph's [0, 1] fill input maps to the net's [-1, 1] one); a mask
+    without a hole returns the image; a hole over everything gives 0 (nothing to interpolate from); float32 in,
+    float32 out, each image of a batch with its own mask."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 24, 32, generator=g)
+    m = torch.zeros(3, 1, 24, 32)
+    m[0, :, 4:12, 5:20] = 1
+    m[1, :, 10:22, 2:9] = 1
+    f = smooth_fill(x, m)
+    assert f.dtype == torch.float32 and torch.allclose(smooth_fill(2 * x - 1, m), 2 * f - 1, atol=1e-5)
+    assert torch.equal(f[2], x[2])                                                    # no hole in image 2
+    assert not torch.allclose(f[0, :, 4:12, 5:20], x[0, :, 4:12, 5:20])
+    full = smooth_fill(x[:1], torch.ones(1, 1, 24, 32))
+    assert torch.equal(full, torch.zeros_like(full))
+
+
+def test_smooth_deepfill_uses_the_given_fill_and_the_task_computes_it_once():
+    torch.manual_seed(0)
+    g = DeepFillGenerator(width=4, dilations=[2], prefill="smooth")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    m = torch.zeros(2, 1, 32, 32)
+    m[:, :, 8:24, 8:20] = 1
+    fill = g.prefill_of(x, m)
+    assert torch.equal(fill, smooth_fill(x * (1 - m), m))
+    assert torch.equal(g(x, m), g(x, m, fill=fill))
+    coarse, refined = g(x, m, return_coarse=True)
+    for y in (coarse, refined):  # the corrections start small and stay in the hole
+        assert (y - fill).abs().mean() < 0.05 and torch.equal(y[m.expand_as(y) == 0], x[m.expand_as(x) == 0])
+    cfg = resolve_config("deepfill-64", {"model": {"width": 4, "dilations": [2], "prefill": "smooth"}})
+    task = InpaintTask(cfg.model, cfg.loss, cfg.optim, 3, 32, "box")
+    batch = {"image": x, "mask": m}
+    first = task.prefill(batch)
+    assert torch.equal(first, fill) and task.prefill(batch) is first               # cached in the batch
 
 
 def test_pushpull_deepfill_starts_at_the_fill_and_learns_a_correction():

@@ -181,9 +181,11 @@ class DeepFillModel(_Strict):
                                  "gated convs at 1/4 resolution (the paper: 2, 4, 8, 16)")
     attention: bool = Field(True, description="the contextual-attention branch of the refinement net")
     softmax_scale: float = Field(10.0, gt=0.0, le=1000.0, description="contextual attention softmax scale")
-    prefill: Literal["zeros", "pushpull"] = Field("zeros", description="what the generator sees in the hole: zeros "
-                                                  "(the paper), or a push-pull interpolation of the known pixels that "
-                                                  "both stages then correct (residual outputs, learns much faster)")
+    prefill: Literal["zeros", "pushpull", "smooth"] = Field(
+        "zeros", description="what the generator sees in the hole: zeros (the paper), or an interpolation of the "
+        "known pixels that both stages then correct (residual outputs, learns much faster): pushpull (a fast "
+        "pyramid fill, inside the ONNX graph) or smooth (the mean of the exact membrane and thin-plate fills, "
+        "core/fill.py: fills better; the ONNX graph takes it as an input)")
 
     @field_validator("dilations")
     @classmethod

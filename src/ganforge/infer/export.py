@@ -12,6 +12,8 @@ ONNX graph takes and returns:
     generate  z [N, z_dim] float32 (+ label [N] int64 for conditional nets) (+ psi [] float32 for stylegan2)
               -> image [N, C, res, res] in [-1, 1] (stylegan2: roughly, not clamped), as LoadedGenerator
     inpaint   image [N, C, H, W] float32 in [0, 1] + mask [N, 1, H, W] float32, 1 = hole (> 0.5 counts as hole)
+              (+ fill [N, C, H, W] in [0, 1] for a DeepFill with model.prefill=smooth: the image with its hole
+              filled by core/fill.py smooth_fill, a sparse solve the graph cannot hold)
               -> inpainted [N, C, H, W] in [0, 1]: the net's fill inside the hole, the input exactly outside it,
               as InpaintPipeline on a crop of the model's size; H, W multiples of the net's stride
     translate image [N, C_in, H, W] float32 in [0, 1] -> translated [N, C_out, H, W] in [0, 1]: the pipeline's
@@ -40,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.core.files import CheckpointError, atomic_write_bytes
+from ganforge.core.fill import smooth_fill
 from ganforge.core.snapshot import load_snapshot, snapshot_hash
 from ganforge.core.version import __version__
 from ganforge.infer.pipelines import PIPELINES
@@ -128,16 +131,23 @@ class InpaintGraph(nn.Module):
     InpaintPipeline's model step on a crop that already has the model's size (no resampling, no feather band):
     the net sees the image in [-1, 1] and the binary mask, its output is mapped back to [0, 1] and clamped, and
     pasted into the hole; every pixel outside the hole is the input, bit for bit. The mask is thresholded at 0.5
-    (as ``binarize_mask`` does for float masks), so a soft mask gives the pipeline's result, not a blend."""
+    (as ``binarize_mask`` does for float masks), so a soft mask gives the pipeline's result, not a blend.
+
+    A DeepFill with ``prefill="smooth"`` (``needs_fill``) also takes ``fill``, the image in [0, 1] with its hole
+    filled by ``smooth_fill`` (core/fill.py): that fill is a sparse linear solve, outside what a graph can hold.
+    It is linear, so the [0, 1] fill maps to the net's [-1, 1] one by 2 * fill - 1."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        self.needs_fill = getattr(net, "prefill", None) == "smooth"
 
-    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, image: Tensor, mask: Tensor, fill: Tensor | None = None) -> Tensor:
         hole = (mask > 0.5).to(image.dtype)                                              # [N, 1, H, W] in {0, 1}
-        fill = ((self.net(image * 2 - 1, hole) + 1) / 2).clamp(0, 1)                    # [N, C, H, W]
-        return fill * hole + image * (1 - hole)
+        start = None if fill is None else fill * 2 - 1                                 # [N, C, H, W] in [-1, 1]
+        out = self.net(image * 2 - 1, hole) if start is None else self.net(image * 2 - 1, hole, fill=start)
+        out = ((out + 1) / 2).clamp(0, 1)                                               # [N, C, H, W]
+        return out * hole + image * (1 - hole)
 
 
 # ---- building the graph module and example inputs from a snapshot ---------------------------------------------
@@ -203,7 +213,7 @@ def load_graph(snapshot: str | Path, direction: str | None = None) -> tuple[nn.M
 def input_names(graph: nn.Module) -> list[str]:
     """The ONNX input names of a graph module, in call order."""
     if isinstance(graph, InpaintGraph):
-        return ["image", "mask"]
+        return ["image", "mask", "fill"] if graph.needs_fill else ["image", "mask"]
     if isinstance(graph, TranslateGraph):
         return ["image"]
     if isinstance(graph, NoiseMapRestoreGraph):
@@ -274,6 +284,8 @@ def example_inputs(graph: nn.Module, n: int, height: int, width: int, seed: int 
             out[name] = torch.rand(n, image_channels(graph), height, width, generator=gen)
         elif name == "mask":
             out[name] = _hole_masks(n, height, width, gen)
+        elif name == "fill":  # the smooth fill of the image drawn above, in its hole (InpaintGraph)
+            out[name] = smooth_fill(out["image"], out["mask"])
         elif name == "sigma":
             out[name] = torch.rand(n, generator=gen) * 50
         elif name == "z":
@@ -296,8 +308,8 @@ def _dynamic_shapes(graph: nn.Module) -> tuple[dict[int, Any] | None, ...]:
         h, w = s * Dim("h"), s * Dim("w")  # the ONNX axes read "8*h", "8*w"
     else:
         h, w = Dim("H"), Dim("W")
-    axes = {"image": {0: n, 2: h, 3: w}, "mask": {0: n, 2: h, 3: w}, "sigma": {0: n}, "z": {0: n}, "label": {0: n},
-            "psi": None}
+    axes = {"image": {0: n, 2: h, 3: w}, "mask": {0: n, 2: h, 3: w}, "fill": {0: n, 2: h, 3: w}, "sigma": {0: n},
+            "z": {0: n}, "label": {0: n}, "psi": None}
     return tuple(axes[k] for k in input_names(graph))
 
 
@@ -366,6 +378,10 @@ def _inpaint_metadata(graph: InpaintGraph, meta: dict[str, Any]) -> dict[str, st
             "(ganforge.channels); the hole's pixels are ignored; output * 255 (or 65535), rounded",
             "ganforge.mask": "float32 [N, 1, H, W], the image's H and W: 1 = hole to fill, 0 = known (values > 0.5 "
             "are the hole)",
+            **({"ganforge.fill": "float32 [N, C, H, W] in [0, 1]: the image with its hole filled by "
+                "ganforge.core.fill.smooth_fill (the mean of the exact membrane and thin-plate interpolations of "
+                "the known pixels; a sparse solve, so an input of the graph rather than part of it)"}
+               if graph.needs_fill else {}),
             "ganforge.output": "the net's fill inside the hole; outside it the input image, unchanged",
             "ganforge.output_shape": "[N, C, H, W]",
             "ganforge.size": f"H and W multiples of {s}. Trained on {res} px crops: it fills best at about that "

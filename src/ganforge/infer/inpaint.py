@@ -10,8 +10,8 @@ How an image of any size is filled:
 1. The hole's bounding box is found, and a crop around it is taken with at least as much context again on each
    side, and as much as ``max_side`` allows without shrinking (a square of side max(resolution, max_side, 2 x the
    box's longer side), moved inside the image and cut to it): more context never costs detail, and a model with
-   ``prefill=pushpull`` interpolates from all of it (measured on the 10-20 % benchmark band: one photo's 232-px
-   crop instead of the whole 256-px image lowered the six photos' mean hole PSNR by 0.7 dB).
+   ``prefill`` pushpull or smooth interpolates from all of it (measured on the 10-20 % benchmark band: one
+   photo's 232-px crop instead of the whole 256-px image lowered the six photos' mean hole PSNR by 0.7 dB).
 2. A crop whose longer side is at most ``max_side`` runs at its own size (DeepFill is fully convolutional;
    ``max_side`` defaults to twice the training resolution, the largest size measured to fill better natively
    than shrunk, docs/inpainting.md; a Context Encoder always runs at its training resolution). A larger crop is

@@ -27,9 +27,13 @@ transposed convolution (here ``fold``), divided by how many patches cover each p
 Discriminator (sec. 3.2, SN-PatchGAN): ``layers`` conv5x5 stride-2 with spectral norm and LeakyReLU(0.2) on the image
 and the mask; every output of the last feature map is a score (hinge loss over all of them, in the task).
 
-``prefill="pushpull"`` (not in the paper): the hole is first filled by push-pull interpolation of the known pixels
-(``pushpull_fill``) instead of 0, and both stages output a correction added to their input inside the hole, so
-training starts from a smooth fill rather than from nothing.
+``prefill="pushpull"`` or ``"smooth"`` (not in the paper): the hole is first filled by interpolating the known
+pixels instead of with 0, and both stages output a correction added to their input inside the hole, so training
+starts from a smooth fill rather than from nothing. ``pushpull`` (``pushpull_fill``) is a fast pyramid
+interpolation in tensor ops, inside the ONNX graph; ``smooth`` (core/fill.py ``smooth_fill``) is the mean of the
+exact membrane and thin-plate interpolations, a sparse solve outside autograd: it fills better on its own (docs/
+inpainting.md), and an ONNX graph takes it as an input. ``forward(..., fill=)`` takes a fill already computed (the
+task computes it once per batch).
 
 Initialisation: a gated conv's output is ELU(f) * sigmoid(g), and the gate halves it on average. With PyTorch's
 default conv init each gated layer shrank its input about 3x, so the deepest features no longer depended on the
@@ -47,9 +51,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ganforge.core.fill import smooth_fill
+
 _SLOPE = 0.2
 STRIDE = 8  # H and W must be multiples of this
-PREFILLS = ("zeros", "pushpull")  # what the hole holds when the generator first sees it
+PREFILLS = ("zeros", "pushpull", "smooth")  # what the hole holds when the generator first sees it
 PUSHPULL_LEVELS = 13  # 8192 px
 FEATURE_GAIN = 1.9  # gated convs: the sigmoid gate halves the features on average (module docstring)
 
@@ -198,7 +204,8 @@ class DeepFillGenerator(nn.Module):
         self.config = dict(channels=channels, width=width, dilations=list(dilations), attention=attention,
                            softmax_scale=softmax_scale, prefill=prefill)
         self.channels, self.attention, self.softmax_scale, self.stride = channels, attention, softmax_scale, STRIDE
-        self.residual = prefill == "pushpull"
+        self.prefill = prefill
+        self.residual = prefill != "zeros"
         w = width
         self.coarse = CoarseNet(channels + 2, channels, w, dilations, small_last=self.residual)
         self.dilated = nn.Sequential(
@@ -213,9 +220,19 @@ class DeepFillGenerator(nn.Module):
         self.merge = nn.Sequential(GatedConv(8 * w if attention else 4 * w, 4 * w), GatedConv(4 * w, 4 * w))
         self.decoder = Decoder(4 * w, channels, w, small_last=self.residual)
 
-    def forward(self, image: Tensor, mask: Tensor, return_coarse: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def prefill_of(self, image: Tensor, mask: Tensor) -> Tensor:
+        """The image [N, C, H, W] with its hole (mask [N, 1, H, W], 1 = hole) filled as ``prefill`` says: the input
+        that a residual net (``prefill`` pushpull or smooth) corrects."""
+        known = image * (1 - mask)
+        if self.prefill == "smooth":
+            return smooth_fill(known, mask)
+        return pushpull_fill(known, mask) if self.prefill == "pushpull" else known
+
+    def forward(self, image: Tensor, mask: Tensor, fill: Tensor | None = None,
+                return_coarse: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """image [N, C, H, W] in [-1, 1] (hole pixels are ignored), mask [N, 1, H, W] (1 = hole), H and W multiples
-        of 8 -> the refined prediction [N, C, H, W] in [-1, 1]; with ``return_coarse``, (coarse, refined)."""
+        of 8 -> the refined prediction [N, C, H, W] in [-1, 1]; with ``return_coarse``, (coarse, refined).
+        ``fill``: ``prefill_of(image, mask)`` when already computed (a residual net computes it otherwise)."""
         n, c, h, w = image.shape
         assert c == self.channels and mask.shape == (n, 1, h, w), \
             f"expected image [N, {self.channels}, H, W] and mask [N, 1, H, W], got {list(image.shape)}, " \
@@ -224,7 +241,7 @@ class DeepFillGenerator(nn.Module):
         known = image * (1 - mask)
         ones = torch.ones_like(mask)
         if self.residual:  # both stages correct a smooth fill instead of painting from zeros
-            fill = pushpull_fill(known, mask)                                                    # [N, C, H, W]
+            fill = self.prefill_of(image, mask) if fill is None else fill                      # [N, C, H, W]
             coarse = (fill + mask * self.coarse(torch.cat([fill, ones, mask], 1))).clamp(-1, 1)
         else:
             coarse = self.coarse(torch.cat([known, ones, mask], 1))                              # [N, C, H, W]

@@ -12,8 +12,9 @@ SN-PatchGAN on image + mask). A batch is ``{"image", "mask"}`` (data/masks.py): 
         output (L1 over the whole image, Yu et al. 2019 sec. 3.4; Context Encoder: L2 over the hole, Pathak et al.
         2016 eq. 1), each plus ssim_weight * (1 - SSIM over the hole) when loss.ssim_weight > 0, + adversarial_weight
         * G's adversarial loss on the composite (eq. 2 / the hinge G loss)
-        logged beside them: l1_vs_fill, the output's L1 in the hole over that of the push-pull interpolation of the
-        known pixels (nets/deepfill.py pushpull_fill): below 1 once the net fills better than the interpolation
+        logged beside them: l1_vs_fill, the output's L1 in the hole over that of the fill a residual DeepFill starts
+        from (model.prefill; the push-pull interpolation, nets/deepfill.py pushpull_fill, for other nets): below 1
+        once the net fills better than the interpolation
 """
 
 from __future__ import annotations
@@ -118,9 +119,19 @@ class InpaintTask:
         """(DeepFill's coarse output or None, the output) for the batch's images and masks, [N, C, H, W]."""
         x, m = batch["image"], batch["mask"]
         if self.deepfill:
-            coarse, out = net(x, m, return_coarse=True)
+            coarse, out = net(x, m, fill=self.prefill(batch), return_coarse=True)
             return coarse, out
         return None, net(x, m)
+
+    def prefill(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """The batch's images with the hole filled as a residual DeepFill's ``prefill`` says (what its stages
+        correct), computed once per batch and kept in it under "prefill" (the D and G phases and the logged
+        l1_vs_fill share it); None for other nets."""
+        if not (self.deepfill and self.G.residual):
+            return None
+        if "prefill" not in batch:
+            batch["prefill"] = self.G.prefill_of(batch["image"], batch["mask"])
+        return batch["prefill"]
 
     def score(self, x: Tensor, mask: Tensor) -> Tensor:
         """D's scores: [N] (Context Encoder's D) or [N, F] patch scores (SN-PatchGAN, which also sees the mask)."""
@@ -153,8 +164,10 @@ class InpaintTask:
         total = lc.reconstruction_weight * reconstruction(out, "rec")
         if coarse is not None and lc.coarse_weight > 0:
             total = total + lc.coarse_weight * reconstruction(coarse, "rec_coarse")
-        with torch.no_grad():  # < 1: the net fills the hole better than the interpolation alone (L1 in the hole)
+        fill = self.prefill(inp.batch)
+        if fill is None:  # the push-pull interpolation as the yardstick of nets that do not start from a fill
             fill = pushpull_fill(x * (1 - m), m)
+        with torch.no_grad():  # < 1: the net fills the hole better than the interpolation alone (L1 in the hole)
             losses["l1_vs_fill"] = (pixel_loss(out.detach(), x, m, "l1", "hole")
                                     / pixel_loss(fill, x, m, "l1", "hole").clamp_min(1e-8))
         if self.gan:
