@@ -2,6 +2,7 @@
 
     python bench/inpaint.py masks                      # docs/img/inpaint-masks.png (the mask kinds, with coverage)
     python bench/inpaint.py compare [--quick] [--deepfill SNAP] [--context-encoder SNAP] [--train-minutes M]
+    python bench/inpaint.py classical --split train    # the classical fills alone on the training photos
 
 ``compare`` fills fixed-seed free-form holes in centre crops of the held-out photos (``python bench/photos.py
 fetch``: ``~/.cache/ganforge/photos/heldout/``, never trained on) at two coverage bands, 10-20 % and 30-40 %, with
@@ -95,10 +96,11 @@ def masks_picture(out: Path, size: int = 128, per_row: int = 6) -> dict[str, Any
 # Data, masks, metrics
 
 
-def heldout(photos: Path, n: int | None, crop: int) -> list[tuple[str, Image]]:
+def heldout(photos: Path, n: int | None, crop: int, split: str = "heldout") -> list[tuple[str, Image]]:
+    """Centre crops of side ``crop`` of the photos in ``photos/split`` (smaller photos are skipped)."""
     from ganforge.core.imageio import read_image
 
-    folder = photos / "heldout"
+    folder = photos / split
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not files:
         raise SystemExit(f"{folder}: no held-out photos; run `python bench/photos.py fetch` first")
@@ -205,6 +207,42 @@ def smooth_method(img: Image, hole: np.ndarray) -> Image:
     res = img.copy()
     res[hole] = np.clip(np.round(out[hole]), 0, 255).astype(np.uint8)
     return res
+
+
+def classical(args: argparse.Namespace) -> dict[str, Any]:
+    """The classical fills alone (OpenCV Telea and Navier-Stokes, push-pull, the membrane, the thin plate and their
+    mean, the smooth fill) on ``--split`` photos, with compare's crops, bands and mask seeds: run on the training
+    photos it checks that the smooth fill's lead over OpenCV is not a property of the 6 held-out photos alone."""
+    from ganforge.core.fill import smooth_fill_array
+    from ganforge.metrics.extractors import SHIPPED_JUDGE
+    from ganforge.metrics.perceptual import PerceptualDistance
+
+    crop = args.crop or 256
+    photos = heldout(args.photos, None, crop, args.split)
+    methods = opencv_methods()
+    cv2_version = methods.pop("_cv2")
+    methods["push-pull"] = pushpull_method
+    for name, weight in (("membrane", 0.0), ("thin-plate", 1.0), ("smooth-fill", 0.5)):
+        def fill(img: Image, hole: np.ndarray, w: float = weight) -> Image:
+            out = smooth_fill_array(img.transpose(2, 0, 1).astype(np.float64), hole, w).transpose(1, 2, 0)
+            res = img.copy()
+            res[hole] = np.clip(np.round(out[hole]), 0, 255).astype(np.uint8)
+            return res
+        methods[name] = fill
+    dist = PerceptualDistance(SHIPPED_JUDGE)
+    results: dict[str, Any] = {}
+    for b, (band, rng) in enumerate(BANDS.items()):
+        per_method: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+        for i, (_name, img) in enumerate(photos):
+            hole = band_mask(crop, rng, SEED + 1000 * b + i)
+            for m, fn in methods.items():
+                per_method[m].append(scores(fn(img, hole), img, hole, dist))
+        results[band] = {m: {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
+                         for m, rows in per_method.items()}
+        print(f"band {band}: " + "; ".join(f"{m} hole-SSIM {v['ssim_hole']:.4f} perceptual {v['perceptual']:.4f}"
+                                         for m, v in results[band].items()), flush=True)
+    return {"split": args.split, "photos": [n for n, _ in photos], "crop": crop, "bands": results,
+            "opencv": cv2_version, "perceptual": dist.protocol}
 
 
 def train_model(preset: str, photos: Path, out: Path, minutes: float, res: int, quick: bool) -> Path:
@@ -326,7 +364,8 @@ def save_grid(rows: list[list[Image]], path: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("section", choices=("masks", "compare"))
+    ap.add_argument("section", choices=("masks", "compare", "classical"))
+    ap.add_argument("--split", default="heldout", help="classical: the photo folder under --photos (heldout, train)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--photos", type=Path, default=Path("~/.cache/ganforge/photos").expanduser())
     ap.add_argument("--deepfill", help="DeepFill v2 snapshot or run folder (default: train one here)")
@@ -345,12 +384,15 @@ def main() -> None:
     t0 = time.time()
     if args.section == "masks":
         record = masks_picture(args.picture or REPO / "docs" / "img" / "inpaint-masks.png")
+    elif args.section == "classical":
+        record = classical(args)
     else:
         record = compare(args)
     record |= {"section": args.section, "command": " ".join([Path(sys.executable).name, *sys.argv]),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "seconds": round(time.time() - t0, 1), "machine": machine_info()}
-    out = args.out or HERE / "results" / f"inpaint-{args.section}{'-quick' if args.quick else ''}.json"
+    name = f"inpaint-{args.section}" + (f"-{args.split}" if args.section == "classical" else "")
+    out = args.out or HERE / "results" / f"{name}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k not in ("bands",)}, indent=2)[:3000])

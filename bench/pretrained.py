@@ -104,18 +104,18 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                "128 px with free-form + box holes (its centre box would never teach it a free-form hole), width 32, "
                "bottleneck 256, batch 8: 35.2 kimg in 22 minutes on one thread. It was the default until the "
                "push-pull DeepFill (inpaint-deepfill) measured ahead of it on every benchmark measure"),
-    Recipe("inpaint-deepfill", "deepfill-128", kimg=14.0, seed=0, kind="inpaint",
+    Recipe("inpaint-deepfill", "deepfill-128", kimg=8.0, seed=0, kind="inpaint",
            sets=("optim.batch=8", "model.width=16", "loss.adversarial_weight=0", "optim.g_lr=2e-4",
-                 "optim.beta1=0.9", "model.prefill=pushpull", "loss.ssim_weight=1", "run.snapshot_every_kimg=2"),
+                 "optim.beta1=0.9", "model.prefill=smooth", "loss.ssim_weight=1", "run.snapshot_every_kimg=2"),
            why="DeepFill v2's generator (deepfill-128: coarse and refinement nets of gated convolutions, contextual "
                "attention, free-form + box holes) on 128 px crops, narrowed for a CPU (16 channels, batch 8, Adam "
-               "2e-4, beta1 0.9), with model.prefill=pushpull (both stages correct a push-pull interpolation of the "
-               "hole, inside the hole only) and L1 + 1 x (1 - hole SSIM) on both outputs: 14 kimg in 80 minutes on "
-               "one thread. The SN-PatchGAN is off: at weights that kept training stable (0.01) it changed nothing "
-               "measurable in CPU-length runs. It is the first DeepFill here whose correction is measurable: ahead "
-               "of the push-pull fill alone on every benchmark measure at both coverage bands (docs/inpainting.md); "
-               "earlier runs learned nothing because PyTorch's default init lost the image signal in the gated "
-               "stack (fixed: nets/deepfill.py GatedConv.reset_parameters)"),
+               "2e-4, beta1 0.9), with model.prefill=smooth (both stages correct the mean of the exact membrane and "
+               "thin-plate interpolations of the hole, core/fill.py, inside the hole only) and L1 + 1 x (1 - hole "
+               "SSIM) on both outputs: 8 kimg in 57 minutes on one thread. The SN-PatchGAN is off: at weights that "
+               "kept training stable (0.01) it changed nothing measurable in CPU-length runs. Ahead of OpenCV's "
+               "cv2.inpaint on hole SSIM and the perceptual distance at both benchmark bands, but by the smooth "
+               "fill's lead: the net's correction is within 0.0003 of it (docs/inpainting.md). The push-pull "
+               "DeepFill it replaces (14 kimg) was ahead of its own start but behind OpenCV"),
     Recipe("colorize", "colorize-64", kimg=54.5, seed=0, kind="colorize", sets=("run.channels_last=off",), int8=True,
            why="the colorize-64 preset as is (pix2pix U-Net depth 6, width 32, on CIE L* -> colour, L1 x 100 + "
                "adversarial, 64 px crops, batch 4)"),

@@ -14,8 +14,9 @@ touches a known pixel unless the whole image is hole, so both systems are non-si
 gets 0 everywhere (mid-gray for images in [-1, 1], as ``pushpull_fill``).
 
 Why the mean (docs/inpainting.md): the membrane is smooth but flat, the plate carries edges and shading into the
-hole but overshoots on wide holes; their unweighted mean scored better than either and than OpenCV's ``cv2.inpaint``
-on hole SSIM and the perceptual distance, on the training photos and on the held-out benchmark photos.
+hole but overshoots on wide holes; their unweighted mean scored better than either on hole SSIM, and better than
+OpenCV's ``cv2.inpaint`` on hole SSIM and the perceptual distance at both coverage bands, on the held-out benchmark
+photos and on the training photos (``python bench/inpaint.py classical --split train``).
 
 Both fills are linear in the known pixels and keep constants, so fill(a * x + b) = a * fill(x) + b: the fill of
 an image in [0, 1] maps to the fill of the same image in [-1, 1] by 2 * fill - 1.
