@@ -103,7 +103,7 @@ def heldout(photos: Path, n: int | None, crop: int, split: str = "heldout") -> l
     folder = photos / split
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not files:
-        raise SystemExit(f"{folder}: no held-out photos; run `python bench/photos.py fetch` first")
+        raise SystemExit(f"{folder}: no photos; run `python bench/photos.py fetch` first")
     out = []
     for p in files[:n]:
         px = read_image(p).pixels
@@ -384,6 +384,8 @@ def main() -> None:
     t0 = time.time()
     if args.section == "masks":
         record = masks_picture(args.picture or REPO / "docs" / "img" / "inpaint-masks.png")
+    elif args.split != "heldout" and args.section == "compare":
+        raise SystemExit("--split is for the classical section; compare always scores the held-out photos")
     elif args.section == "classical":
         record = classical(args)
     else:

@@ -114,8 +114,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                "SSIM) on both outputs: 8 kimg in 57 minutes on one thread. The SN-PatchGAN is off: at weights that "
                "kept training stable (0.01) it changed nothing measurable in CPU-length runs. Ahead of OpenCV's "
                "cv2.inpaint on hole SSIM and the perceptual distance at both benchmark bands, but by the smooth "
-               "fill's lead: the net's correction is within 0.0003 of it (docs/inpainting.md). The push-pull "
-               "DeepFill it replaces (14 kimg) was ahead of its own start but behind OpenCV"),
+               "fill's lead: the net's correction moves the scores by at most 0.0003 in SSIM (docs/inpainting.md). "
+               "The push-pull DeepFill it replaces (14 kimg) was ahead of its own start but behind OpenCV"),
     Recipe("colorize", "colorize-64", kimg=54.5, seed=0, kind="colorize", sets=("run.channels_last=off",), int8=True,
            why="the colorize-64 preset as is (pix2pix U-Net depth 6, width 32, on CIE L* -> colour, L1 x 100 + "
                "adversarial, 64 px crops, batch 4)"),

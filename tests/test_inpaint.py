@@ -21,6 +21,7 @@ from ganforge.core.imageio import read_image, write_image
 from ganforge.core.imagemath import ssim_maps
 from ganforge.infer.inpaint import InpaintPipeline, binarize_mask
 from ganforge.nets import build_net
+from ganforge.nets import deepfill as deepfill_module
 from ganforge.nets.deepfill import FEATURE_GAIN, DeepFillGenerator, contextual_attention, pushpull_fill
 from ganforge.tasks.base import StepInputs
 from ganforge.tasks.inpaint import InpaintTask, build_inpainter, composite, hole_ssim
@@ -150,7 +151,7 @@ def test_smooth_fill_is_affine_and_handles_empty_and_full_holes():
     assert torch.equal(full, torch.zeros_like(full))
 
 
-def test_smooth_deepfill_uses_the_given_fill_and_the_task_computes_it_once():
+def test_smooth_deepfill_uses_the_given_fill_and_the_task_computes_it_once(monkeypatch):
     torch.manual_seed(0)
     g = DeepFillGenerator(width=4, dilations=[2], prefill="smooth")
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -159,14 +160,24 @@ def test_smooth_deepfill_uses_the_given_fill_and_the_task_computes_it_once():
     fill = g.prefill_of(x, m)
     assert torch.equal(fill, smooth_fill(x * (1 - m), m))
     assert torch.equal(g(x, m), g(x, m, fill=fill))
+    other = fill + m * 0.3                                                            # another start in the hole
+    assert (g(x, m, fill=other) - g(x, m)).abs().max() > 0.1                          # is what the net corrects
     coarse, refined = g(x, m, return_coarse=True)
     for y in (coarse, refined):  # the corrections start small and stay in the hole
         assert (y - fill).abs().mean() < 0.05 and torch.equal(y[m.expand_as(y) == 0], x[m.expand_as(x) == 0])
-    cfg = resolve_config("deepfill-64", {"model": {"width": 4, "dilations": [2], "prefill": "smooth"}})
+    cfg = resolve_config("deepfill-64", {"model": {"width": 4, "dilations": [2], "prefill": "smooth"},
+                                         "loss": {"d_width": 4}})
     task = InpaintTask(cfg.model, cfg.loss, cfg.optim, 3, 32, "box")
+    assert task.gan  # a D phase and a G phase, both filling the batch
     batch = {"image": x, "mask": m}
-    first = task.prefill(batch)
-    assert torch.equal(first, fill) and task.prefill(batch) is first               # cached in the batch
+    calls = []
+    real = deepfill_module.smooth_fill
+    monkeypatch.setattr(deepfill_module, "smooth_fill", lambda *a: calls.append(1) or real(*a))
+    inp = StepInputs(batch=batch, gen=torch.Generator().manual_seed(0), step=0)
+    for phase in task.phases():  # one loop step: D, then G
+        phase.loss(inp)["loss"].backward()
+    assert len(calls) == 1 and torch.equal(batch["prefill"], fill)                 # solved once, shared
+    assert task.prefill(batch) is batch["prefill"] and len(calls) == 1
 
 
 def test_pushpull_deepfill_starts_at_the_fill_and_learns_a_correction():

@@ -135,7 +135,8 @@ class InpaintGraph(nn.Module):
 
     A DeepFill with ``prefill="smooth"`` (``needs_fill``) also takes ``fill``, the image in [0, 1] with its hole
     filled by ``smooth_fill`` (core/fill.py): that fill is a sparse linear solve, outside what a graph can hold.
-    It is linear, so the [0, 1] fill maps to the net's [-1, 1] one by 2 * fill - 1."""
+    It is affine, so the [0, 1] fill maps to the net's [-1, 1] one by 2 * fill - 1, except for an image with no
+    known pixel at all, which the net starts at 0 (mid-gray) whatever ``fill`` holds."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -144,7 +145,10 @@ class InpaintGraph(nn.Module):
 
     def forward(self, image: Tensor, mask: Tensor, fill: Tensor | None = None) -> Tensor:
         hole = (mask > 0.5).to(image.dtype)                                              # [N, 1, H, W] in {0, 1}
-        start = None if fill is None else fill * 2 - 1                                 # [N, C, H, W] in [-1, 1]
+        start = None
+        if fill is not None:  # [N, C, H, W] in [-1, 1]; an image with no known pixel starts at 0, as in PyTorch
+            blind = (1 - hole).sum((1, 2, 3), keepdim=True) == 0                       # [N, 1, 1, 1]
+            start = torch.where(blind, torch.zeros_like(fill), fill * 2 - 1)
         out = self.net(image * 2 - 1, hole) if start is None else self.net(image * 2 - 1, hole, fill=start)
         out = ((out + 1) / 2).clamp(0, 1)                                               # [N, C, H, W]
         return out * hole + image * (1 - hole)
@@ -380,7 +384,8 @@ def _inpaint_metadata(graph: InpaintGraph, meta: dict[str, Any]) -> dict[str, st
             "are the hole)",
             **({"ganforge.fill": "float32 [N, C, H, W] in [0, 1]: the image with its hole filled by "
                 "ganforge.core.fill.smooth_fill (the mean of the exact membrane and thin-plate interpolations of "
-                "the known pixels; a sparse solve, so an input of the graph rather than part of it)"}
+                "the known pixels; a sparse solve, so an input of the graph rather than part of it; ignored for an "
+                "image whose mask is all hole)"}
                if graph.needs_fill else {}),
             "ganforge.output": "the net's fill inside the hole; outside it the input image, unchanged",
             "ganforge.output_shape": "[N, C, H, W]",
