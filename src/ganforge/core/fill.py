@@ -39,7 +39,7 @@ from torch import Tensor
 PLATE_WEIGHT = 0.5  # smooth fill = (1 - PLATE_WEIGHT) * membrane + PLATE_WEIGHT * thin plate
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)  # a training run uses one size; the pipeline's crops vary, and 1024 px costs ~0.3 GB
 def grid_operators(h: int, w: int) -> tuple[Any, Any]:
     """(L, L @ L) for the h x w pixel grid, CSR, float64; L = 5-point graph Laplacian (row-major pixel order)."""
     import scipy.sparse as sp
