@@ -31,6 +31,7 @@ whose centre pixel is in the hole; hole PSNR uses the MSE over the hole's pixels
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -198,12 +199,14 @@ def pushpull_method(img: Image, hole: np.ndarray) -> Image:
     return res
 
 
-def smooth_method(img: Image, hole: np.ndarray) -> Image:
+def smooth_method(img: Image, hole: np.ndarray, plate_weight: float | None = None) -> Image:
     """The smooth fill alone (core/fill.py smooth_fill: the mean of the exact membrane and thin-plate
-    interpolations): what a model with model.prefill=smooth starts from, so its row shows what the network adds."""
-    from ganforge.core.fill import smooth_fill_array
+    interpolations): what a model with model.prefill=smooth starts from, so its row shows what the network adds.
+    ``plate_weight``: another mix (0 = the membrane alone, 1 = the thin plate alone)."""
+    from ganforge.core.fill import PLATE_WEIGHT, smooth_fill_array
 
-    out = smooth_fill_array(img.transpose(2, 0, 1).astype(np.float64), hole).transpose(1, 2, 0)
+    w = PLATE_WEIGHT if plate_weight is None else plate_weight
+    out = smooth_fill_array(img.transpose(2, 0, 1).astype(np.float64), hole, w).transpose(1, 2, 0)
     res = img.copy()
     res[hole] = np.clip(np.round(out[hole]), 0, 255).astype(np.uint8)
     return res
@@ -213,7 +216,6 @@ def classical(args: argparse.Namespace) -> dict[str, Any]:
     """The classical fills alone (OpenCV Telea and Navier-Stokes, push-pull, the membrane, the thin plate and their
     mean, the smooth fill) on ``--split`` photos, with compare's crops, bands and mask seeds: run on the training
     photos it checks that the smooth fill's lead over OpenCV is not a property of the 6 held-out photos alone."""
-    from ganforge.core.fill import smooth_fill_array
     from ganforge.metrics.extractors import SHIPPED_JUDGE
     from ganforge.metrics.perceptual import PerceptualDistance
 
@@ -222,13 +224,9 @@ def classical(args: argparse.Namespace) -> dict[str, Any]:
     methods = opencv_methods()
     cv2_version = methods.pop("_cv2")
     methods["push-pull"] = pushpull_method
-    for name, weight in (("membrane", 0.0), ("thin-plate", 1.0), ("smooth-fill", 0.5)):
-        def fill(img: Image, hole: np.ndarray, w: float = weight) -> Image:
-            out = smooth_fill_array(img.transpose(2, 0, 1).astype(np.float64), hole, w).transpose(1, 2, 0)
-            res = img.copy()
-            res[hole] = np.clip(np.round(out[hole]), 0, 255).astype(np.uint8)
-            return res
-        methods[name] = fill
+    methods["membrane"] = functools.partial(smooth_method, plate_weight=0.0)
+    methods["thin-plate"] = functools.partial(smooth_method, plate_weight=1.0)
+    methods["smooth-fill"] = smooth_method
     dist = PerceptualDistance(SHIPPED_JUDGE)
     results: dict[str, Any] = {}
     for b, (band, rng) in enumerate(BANDS.items()):
