@@ -250,34 +250,60 @@ def test_dcgan_batchnorm_discriminator():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in tiny_d("dcgan", 16).modules())
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(channels_last):
-    """nets/layers.py GemmConv2d / GemmConvTranspose2d: the GEMM form (maps up to GEMM_MAX_POSITIONS) gives
-    nn.Conv2d's / nn.ConvTranspose2d's output and gradients, in the input's layout; larger maps take torch's op."""
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "loop"])
+def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(layout):
+    """nets/layers.py GemmConv2d / GemmConvTranspose2d (the NHWC products of nets/gemm_conv.py): on maps up to
+    GEMM_MAX_POSITIONS they give nn.Conv2d's / nn.ConvTranspose2d's output and gradients, the output in the input's
+    layout and each weight gradient in its parameter's (no copy); larger maps take torch's op. "loop" is the training
+    loop's layout: channels_last, except contiguous transposed-conv weights (training/loop.py set_memory_format)."""
     from ganforge.nets.layers import GEMM_MAX_POSITIONS, GemmConv2d, GemmConvTranspose2d
+    from ganforge.training.loop import set_memory_format
 
     torch.manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for ours, ref, side in ((GemmConv2d(24, 16, 4, 2, 1), torch.nn.Conv2d(24, 16, 4, 2, 1), 4),
-                            (GemmConv2d(24, 16, 3, 1, 1, bias=False), torch.nn.Conv2d(24, 16, 3, 1, 1, bias=False), 5),
-                            (GemmConvTranspose2d(24, 16, 4, 2, 1), torch.nn.ConvTranspose2d(24, 16, 4, 2, 1), 2),
-                            (GemmConvTranspose2d(24, 16, 4, 2, 1), torch.nn.ConvTranspose2d(24, 16, 4, 2, 1), 1)):
+    fmt = torch.contiguous_format if layout == "contiguous" else torch.channels_last
+    for ours, ref, n, side in (
+            (GemmConv2d(24, 16, 4, 2, 1), torch.nn.Conv2d(24, 16, 4, 2, 1), 3, 4),
+            (GemmConv2d(24, 16, 3, 1, 1, bias=False), torch.nn.Conv2d(24, 16, 3, 1, 1, bias=False), 3, 5),
+            (GemmConv2d(12, 20, 4, 1, 1), torch.nn.Conv2d(12, 20, 4, 1, 1), 1, 16),  # PatchGAN's 16 -> 15
+            (GemmConv2d(8, 8, (3, 2), (2, 1), (0, 1)), torch.nn.Conv2d(8, 8, (3, 2), (2, 1), (0, 1)), 2, 7),
+            (GemmConvTranspose2d(24, 16, 4, 2, 1), torch.nn.ConvTranspose2d(24, 16, 4, 2, 1), 3, 2),
+            (GemmConvTranspose2d(24, 16, 4, 2, 1), torch.nn.ConvTranspose2d(24, 16, 4, 2, 1), 3, 1),
+            (GemmConvTranspose2d(16, 8, 3, 2, 0, bias=False), torch.nn.ConvTranspose2d(16, 8, 3, 2, 0, bias=False),
+             2, 5)):
         ref.load_state_dict(ours.state_dict())
-        ours.to(memory_format=fmt)
-        x = torch.randn(3, 24, side, side).contiguous(memory_format=fmt).requires_grad_()
+        set_memory_format(ours, fmt) if layout == "loop" else ours.to(memory_format=fmt)
+        x = torch.randn(n, ours.in_channels, side, side).contiguous(memory_format=fmt).requires_grad_()
         x_ref = x.detach().contiguous().requires_grad_()
         y, y_ref = ours(x), ref(x_ref)
-        assert 3 * y.shape[-1] * y.shape[-2] <= GEMM_MAX_POSITIONS  # the GEMM form ran
-        assert torch.allclose(y, y_ref, atol=1e-5)
-        assert y.is_contiguous(memory_format=fmt) or x.is_contiguous()  # a 1x1 map is both layouts
+        assert n * y.shape[-1] * y.shape[-2] <= GEMM_MAX_POSITIONS  # the GEMM form ran
+        assert type(y.grad_fn).__name__.startswith("_Gemm")
+        torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+        # a 1x1 input is in both layouts: then the output is channels_last (training's default)
+        assert y.is_contiguous(memory_format=fmt) or side == 1 and y.is_contiguous(memory_format=torch.channels_last)
         g = torch.randn_like(y_ref)
         y.backward(g)
         y_ref.backward(g)
-        assert torch.allclose(x.grad, x_ref.grad, atol=1e-5)
+        torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
         for p, q in zip(ours.parameters(), ref.parameters(), strict=True):
-            assert torch.allclose(p.grad, q.grad, atol=1e-4)
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-5)
+            assert p.grad.stride() == p.stride()
     big = GemmConv2d(4, 4, 3, 1, 1)
     ref = torch.nn.Conv2d(4, 4, 3, 1, 1)
     ref.load_state_dict(big.state_dict())
     x = torch.randn(1, 4, 32, 32)
     assert torch.equal(big(x), ref(x))  # 1024 positions: torch's own convolution
+
+
+def test_gemm_convs_first_derivatives_only_and_autocast_falls_back():
+    """The GEMM form's backward is once-differentiable: a gradient penalty through it fails loudly instead of
+    missing terms; under CPU autocast the layer runs torch's op (its dtype rules)."""
+    from ganforge.nets.layers import GemmConv2d
+
+    conv = GemmConv2d(4, 3, 3, 1, 1)
+    x = torch.randn(1, 4, 5, 5, requires_grad=True)
+    (gx,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        gx.square().sum().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.bfloat16 and "Convolution" in type(y.grad_fn).__name__

@@ -1,14 +1,14 @@
 """Shared building blocks: resolution and channel plans, conditional batch norm, spectral norm, and convolutions
-that compute small maps as one matrix product (GemmConv2d, GemmConvTranspose2d)."""
+that compute small maps as matrix products (GemmConv2d, GemmConvTranspose2d; the products in nets/gemm_conv.py)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganforge.config import resolution_plan  # torch-free, shared with config validation
+from ganforge.nets import gemm_conv
 
 __all__ = ["GEMM_MAX_POSITIONS", "ConditionalBatchNorm2d", "GemmConv2d", "GemmConvTranspose2d", "channels_at",
            "check_labels", "resolution_plan", "sn"]
@@ -65,56 +65,41 @@ class ConditionalBatchNorm2d(nn.Module):
         return gamma * h + beta
 
 
-# Batch x output positions up to which the GEMM form runs (measured on one CPU thread, forward + backward of a
-# 1024 -> 512 4x4 stride-2 transposed conv: 17-28 ms instead of 71-79 ms for outputs of 2x2 to 8x8, 18 instead of
-# 31 ms at 16x16, even at 32x32).
+# Batch x output positions up to which the GEMM form runs. Measured on one CPU thread, forward + backward at
+# batch 1 (oneDNN -> GEMM): the 1024 -> 512 transposed conv from 2x2 and 4x4 maps 56 -> 9 and 104 -> 27 ms, the
+# 512 -> 512 conv to 2x2 24 -> 5 ms, PatchGAN's 256 -> 512 stride-1 conv to 15x15 25 -> 22 ms; at 32x32 oneDNN's
+# own op is as fast or faster.
 GEMM_MAX_POSITIONS = 256
 
 
 def _use_gemm(x: Tensor, positions: int) -> bool:
-    """The GEMM form only on the CPU, in eager mode (an ONNX export or a trace records the standard op), for small
-    maps: there oneDNN's (transposed) convolution is bound by its weight handling, most of all in the backward pass
-    (the weight gradient of a 4x4 kernel over a 2x2 map), while a matrix product over im2col columns is not."""
+    """The GEMM form only on the CPU, in eager mode (an ONNX export or a trace records the standard op) outside
+    autocast (which keeps its own dtype rules), for small maps: there oneDNN's (transposed) convolution is bound by
+    its weight handling, most of all in the backward pass (the weight gradient of a 4x4 kernel over a 2x2 map),
+    while a matrix product over NHWC columns is not."""
     return (x.device.type == "cpu" and x.shape[0] * positions <= GEMM_MAX_POSITIONS
+            and not torch.is_autocast_enabled("cpu")
             and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
-
-
-def _like(y: Tensor, x: Tensor) -> Tensor:
-    """y in x's memory layout (channels_last in, channels_last out)."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return y.contiguous(memory_format=torch.channels_last)
-    return y
 
 
 class GemmConv2d(nn.Conv2d):
     """nn.Conv2d (same parameters, state_dict and result to float rounding) that computes a small output map as
-    ``weight [C_out, C_in k k] @ unfold(x)``; larger maps, other devices and exports run nn.Conv2d. Groups 1,
-    dilation 1, zero padding only."""
+    one matrix product over NHWC columns (nets/gemm_conv.py); larger maps, other devices and exports run nn.Conv2d.
+    Groups 1, dilation 1, zero padding only."""
 
     def forward(self, x: Tensor) -> Tensor:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         ho, wo = (x.shape[-2] + 2 * ph - kh) // sh + 1, (x.shape[-1] + 2 * pw - kw) // sw + 1
         if (self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros"
-                or not _use_gemm(x, ho * wo)):
+                or not isinstance(self.padding, tuple) or not _use_gemm(x, ho * wo)):
             return super().forward(x)
-        n, c = x.shape[:2]
-        cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))                   # [N, C k k, L]
-        w = self.weight
-        if w.is_contiguous():
-            w2 = w.view(w.shape[0], -1)                                                   # columns (c, i, j)
-        else:  # a channels_last weight is contiguous as [C_out, k, k, C_in]: reorder the (small) columns instead
-            w2 = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)                            # columns (i, j, c)
-            cols = cols.view(n, c, kh * kw, -1).transpose(1, 2).reshape(n, kh * kw * c, -1)
-        y = w2 @ cols                                                                     # [N, C_out, L]
-        if self.bias is not None:
-            y = y + self.bias[:, None]
-        return _like(y.view(n, -1, ho, wo), x)
+        return gemm_conv.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
 
 class GemmConvTranspose2d(nn.ConvTranspose2d):
     """nn.ConvTranspose2d (same parameters, state_dict and result to float rounding) that computes a small output
-    map as ``fold(weight [C_in, C_out k k]^T @ x)``; larger maps, other devices and exports run nn.ConvTranspose2d.
-    Groups 1, dilation 1, no output padding."""
+    map as one matrix product and a scatter-add over NHWC columns (nets/gemm_conv.py); larger maps, other devices
+    and exports run nn.ConvTranspose2d. Groups 1, dilation 1, no output padding."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -122,10 +107,4 @@ class GemmConvTranspose2d(nn.ConvTranspose2d):
         if (output_size is not None or self.groups != 1 or self.dilation != (1, 1) or self.output_padding != (0, 0)
                 or not _use_gemm(x, ho * wo)):
             return super().forward(x, output_size)
-        n, c, h, w_in = x.shape
-        w = self.weight.reshape(c, -1)                          # [C_in, C_out k k] (a view when contiguous)
-        cols = w.t() @ x.reshape(n, c, h * w_in)                # [N, C_out k k, H W]
-        y = F.fold(cols, (ho, wo), (kh, kw), padding=(ph, pw), stride=(sh, sw))
-        if self.bias is not None:
-            y = y + self.bias[:, None, None]
-        return _like(y, x)
+        return gemm_conv.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding)

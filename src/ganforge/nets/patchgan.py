@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ganforge.nets.layers import GemmConv2d
 from ganforge.nets.unet_translator import norm_layer
 
 
@@ -39,11 +40,13 @@ class PatchGAN(nn.Module):
                                      nn.Conv2d(width, 2 * width, 1, bias=bias), norm_layer(norm, 2 * width),
                                      nn.LeakyReLU(0.2), nn.Conv2d(2 * width, 1, 1, bias=bias)]
         else:
-            body = [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            # GemmConv2d: the 16x16 and 15x15 maps of a 128 px input run as NHWC matrix products on the CPU
+            # (nets/gemm_conv.py); the 1-channel score conv stays oneDNN's, faster for a single output channel.
+            body = [GemmConv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
             c = width
             for k in range(1, layers + 1):  # stride 2 for k < layers, then one stride-1 layer
                 c_out = width * min(2**k, 8)
-                body += [nn.Conv2d(c, c_out, 4, stride=2 if k < layers else 1, padding=1, bias=bias),
+                body += [GemmConv2d(c, c_out, 4, stride=2 if k < layers else 1, padding=1, bias=bias),
                          norm_layer(norm, c_out), nn.LeakyReLU(0.2)]
                 c = c_out
             body.append(nn.Conv2d(c, 1, 4, stride=1, padding=1))
