@@ -294,16 +294,42 @@ def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(layout):
     assert torch.equal(big(x), ref(x))  # 1024 positions: torch's own convolution
 
 
-def test_gemm_convs_first_derivatives_only_and_autocast_falls_back():
-    """The GEMM form's backward is once-differentiable: a gradient penalty through it fails loudly instead of
-    missing terms; under CPU autocast the layer runs torch's op (its dtype rules)."""
-    from ganforge.nets.layers import GemmConv2d
+@pytest.mark.parametrize("transposed", [False, True])
+def test_gemm_convs_second_derivatives_in_place_use_and_fallbacks(transposed):
+    """The GEMM form's backward is differentiable: a gradient penalty through the layer (R1's |dD/dx|^2, and the
+    norm of a weight gradient, which needs d(dW)/dx) gets torch's second derivatives. Its output is a tensor of its
+    own, so an in-place op may follow it (ReLU(inplace=True)). CPU autocast, bfloat16, an empty batch and
+    padding='same' take torch's op."""
+    from ganforge.nets.layers import GemmConv2d, GemmConvTranspose2d
 
-    conv = GemmConv2d(4, 3, 3, 1, 1)
-    x = torch.randn(1, 4, 5, 5, requires_grad=True)
-    (gx,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError):
-        gx.square().sum().backward()
+    torch.manual_seed(0)
+    if transposed:
+        ours, ref = GemmConvTranspose2d(6, 4, 4, 2, 1), torch.nn.ConvTranspose2d(6, 4, 4, 2, 1)
+    else:
+        ours, ref = GemmConv2d(6, 4, 3, 2, 1), torch.nn.Conv2d(6, 4, 3, 2, 1)
+    ref.load_state_dict(ours.state_dict())
+    x0 = torch.randn(2, 6, 5, 5).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for net in (ours, ref):
+        x = x0.clone().requires_grad_()
+        y = net(x)
+        assert type(y.grad_fn).__name__.startswith("_Gemm") == (net is ours)
+        (gx,) = torch.autograd.grad(torch.tanh(y).square().sum(), x, create_graph=True)
+        (gw,) = torch.autograd.grad(torch.tanh(net(x)).sum(), net.weight, create_graph=True)
+        (gx.square().sum() + gw.square().sum()).backward()
+        grads.append([x.grad, net.weight.grad, net.bias.grad])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+    x = x0.clone().requires_grad_()
+    torch.nn.ReLU(inplace=True)(ours(x)).sum().backward()  # in place on the layer's output
+    assert x.grad is not None
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = conv(x)
+        y = ours(x)
     assert y.dtype == torch.bfloat16 and "Convolution" in type(y.grad_fn).__name__
+    assert "Convolution" in type(ours.to(torch.bfloat16)(x.bfloat16()).grad_fn).__name__
+    ours.float()
+    assert ours(x0[:0]).shape[0] == 0
+    if not transposed:
+        same = GemmConv2d(6, 4, 3, padding="same")
+        assert same(x0).shape == (2, 4, 5, 5)

@@ -15,14 +15,14 @@ Conv:       y = im2col(x) @ W^T;   dW = dy^T @ im2col(x);   dx = col2im(dy @ W)
 Transposed: y = col2im(x @ W);     dW = x^T @ im2col(dy);    dx = im2col(dy) @ W^T
 
 The same parameters and, to float rounding, the same results and gradients as torch's ops (tests/test_nets.py).
-Groups 1, dilation 1, zero padding; first derivatives only (a double backward raises).
+Groups 1, dilation 1, zero padding. The backward is built of differentiable ops, so a gradient penalty through
+these layers (create_graph) gets its second derivatives; the columns are then recomputed from x.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 
 def _nhwc(x: Tensor) -> Tensor:
@@ -37,6 +37,16 @@ def _nchw(y: Tensor, like: Tensor) -> Tensor:
     if like.is_contiguous() and not like.is_contiguous(memory_format=torch.channels_last):
         return y.contiguous()
     return y
+
+
+def _output(y: Tensor, like: Tensor) -> Tensor:
+    """A layer's NHWC result y [N, H, W, C] as its [N, C, H, W] output: channels_last over y's memory, or a
+    contiguous copy when ``like`` (the input) is contiguous and not also channels_last. Never a view of y: autograd
+    forbids in-place ops (a following ReLU(inplace=True)) on a view made inside a Function."""
+    n, h, w, c = y.shape
+    if like.is_contiguous() and not like.is_contiguous(memory_format=torch.channels_last):
+        return y.new_empty((n, c, h, w)).copy_(y.permute(0, 3, 1, 2))
+    return y.new_empty(0).set_(y.untyped_storage(), y.storage_offset(), (n, c, h, w), (h * w * c, 1, w * c, c))
 
 
 def _channels_inner(w: Tensor) -> bool:
@@ -129,15 +139,16 @@ class _GemmConv(torch.autograd.Function):
         y = _times_t(cols, wm)                                                    # [N Ho Wo, C_out]
         if bias is not None:
             y += bias
-        ctx.save_for_backward(cols if weight.requires_grad else None, weight)
+        ctx.save_for_backward(x, cols if weight.requires_grad else None, weight)
         ctx.geometry = (n, (h, w), k, stride, pad, (ho, wo), inner)
-        return _nchw(y.view(n, ho, wo, -1), x)
+        return _output(y.view(n, ho, wo, -1), x)
 
     @staticmethod
-    @once_differentiable  # a gradient penalty through these layers gets a clear error, not a wrong gradient
     def backward(ctx, gy: Tensor):
-        cols, weight = ctx.saved_tensors
+        x, cols, weight = ctx.saved_tensors
         n, in_hw, k, stride, pad, out_hw, inner = ctx.geometry
+        if torch.is_grad_enabled() and ctx.needs_input_grad[1]:  # create_graph: the columns as a function of x
+            cols = im2col(_nhwc(x), k, stride, pad, out_hw, inner)
         g = _nhwc(gy).view(-1, gy.shape[1])                                      # [N Ho Wo, C_out]
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
@@ -162,21 +173,20 @@ class _GemmConvTranspose(torch.autograd.Function):
         y = col2im(cols, n, (h, w), k, stride, pad, (ho, wo), inner)
         if bias is not None:
             y += bias
-        ctx.save_for_backward(xm if weight.requires_grad else None, weight)
+        ctx.save_for_backward(x, weight)
         ctx.geometry = (n, (h, w), k, stride, pad, inner)
-        return _nchw(y, x)
+        return _output(y, x)
 
     @staticmethod
-    @once_differentiable  # a gradient penalty through these layers gets a clear error, not a wrong gradient
     def backward(ctx, gy: Tensor):
-        xm, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         n, in_hw, k, stride, pad, inner = ctx.geometry
         gcols = im2col(_nhwc(gy), k, stride, pad, in_hw, inner)                 # [N H W, kh kw C_out]
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = _nchw(_times_t(gcols, _weight_matrix(weight)).view(n, *in_hw, -1), gy)
         if ctx.needs_input_grad[1]:
-            gw = _as_weight(xm.t() @ gcols, weight)
+            gw = _as_weight(_nhwc(x).view(-1, x.shape[1]).t() @ gcols, weight)
         if ctx.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))
         return gx, gw, gb, None, None

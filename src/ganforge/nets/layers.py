@@ -73,12 +73,14 @@ GEMM_MAX_POSITIONS = 256
 
 
 def _use_gemm(x: Tensor, positions: int) -> bool:
-    """The GEMM form only on the CPU, in eager mode (an ONNX export or a trace records the standard op) outside
-    autocast (which keeps its own dtype rules), for small maps: there oneDNN's (transposed) convolution is bound by
-    its weight handling, most of all in the backward pass (the weight gradient of a 4x4 kernel over a 2x2 map),
-    while a matrix product over NHWC columns is not."""
-    return (x.device.type == "cpu" and x.shape[0] * positions <= GEMM_MAX_POSITIONS
-            and not torch.is_autocast_enabled("cpu")
+    """The GEMM form only for float32/float64 on the CPU, for 1 to GEMM_MAX_POSITIONS output positions per batch,
+    in eager mode outside autocast: an ONNX export, trace or torch.compile records torch's op, and autocast keeps its
+    own dtype rules. On such small maps oneDNN's (transposed) convolution is bound by its weight handling, most of
+    all in the backward pass (the weight gradient of a 4x4 kernel over a 2x2 map), while a matrix product over NHWC
+    columns is not."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and 0 < x.shape[0] * positions <= GEMM_MAX_POSITIONS
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
 
 
@@ -88,10 +90,11 @@ class GemmConv2d(nn.Conv2d):
     Groups 1, dilation 1, zero padding only."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.padding, str) or self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros":
+            return super().forward(x)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         ho, wo = (x.shape[-2] + 2 * ph - kh) // sh + 1, (x.shape[-1] + 2 * pw - kw) // sw + 1
-        if (self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros"
-                or not isinstance(self.padding, tuple) or not _use_gemm(x, ho * wo)):
+        if not _use_gemm(x, ho * wo):
             return super().forward(x)
         return gemm_conv.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
