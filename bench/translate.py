@@ -31,7 +31,7 @@ float32 matmul peak measured in the same run (target 40 %); inference megapixels
 through the pipeline on a 1024x768 image.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (ganforge before torch, below)
 
 import argparse
 import json
@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import ganforge  # before torch, so that the CPU allocator default it sets (THP) applies here as in the CLI
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -68,8 +70,6 @@ def train_run(preset: str, source: str | Path, minutes: float, out: Path, kimg: 
               **over: dict[str, Any]) -> Path:
     """``ganforge.train`` of ``preset`` for ``kimg`` (the LR schedule follows it) or, without it, for a wall-clock
     budget (run.minutes, which also caps a kimg run); snapshot at the end."""
-    import ganforge
-
     sections = {"data": {"source": str(source)}, "run": {"kimg": kimg or 1e4, "minutes": minutes, "out": str(out),
                                                          "device": "cpu", "threads": torch.get_num_threads(),
                                                          "tick_kimg": 0.2, "snapshot_every_kimg": 1e4,

@@ -49,3 +49,35 @@ def test_cli_import_and_help_do_not_import_torch():
     assert res.returncode == 0, res.stderr
     assert "AFTER_IMPORT []" in res.stdout and "AFTER_HELP []" in res.stdout
     assert "--resume" in res.stdout and "--interpolate" in res.stdout and "--real-per-class" in res.stdout
+
+
+def test_importing_ganforge_first_turns_on_torchs_huge_page_allocator_on_linux():
+    """ganforge/__init__.py sets THP_MEM_ALLOC_ENABLE=1 (torch reads it once, when it loads) unless the user chose
+    a value or torch is already loaded; with it, torch backs large tensors with huge pages."""
+    import sys
+
+    probe = ("import os, sys; {first}; import torch; x = torch.ones(1 << 24); "
+             "huge = int(open('/proc/self/smaps_rollup').read().split('AnonHugePages:')[1].split()[0]); "
+             "print(os.environ.get('THP_MEM_ALLOC_ENABLE'), huge > 0)")
+
+    def run(first: str, **env: str) -> str:
+        base = python_env()
+        base.pop("THP_MEM_ALLOC_ENABLE", None)  # as a user who never heard of it
+        res = subprocess.run([PYTHON, "-c", probe.format(first=first)], env={**base, **env},
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    if not sys.platform.startswith("linux"):
+        assert run("import ganforge").startswith("None")
+        return
+    from pathlib import Path
+
+    thp_file = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    thp = thp_file.read_text() if thp_file.exists() else "[never]"
+    on = run("import ganforge")
+    assert on.split()[0] == "1"
+    if "[never]" not in thp:
+        assert on.split()[1] == "True"  # a 64 MB tensor in huge pages
+    assert run("import ganforge", THP_MEM_ALLOC_ENABLE="0").split()[0] == "0"
+    assert run("import torch; import ganforge").split()[0] == "None"  # torch first: left alone
