@@ -321,7 +321,7 @@ def section_speed(args: argparse.Namespace) -> dict[str, Any]:
     training = []
     for preset, batch_size in (("pix2pix-256", 1), ("pix2pix-256", 4), ("cyclegan-256", 1)):
         for res in (128,) if args.quick else (128, 256):
-            training.append(train_step_speed(preset, res, steps, peak, batch_size, 2.0 if args.quick else 8.0))
+            training.append(train_step_speed(preset, res, steps, peak, batch_size, 2.0 if args.quick else 20.0))
             print(f"  {training[-1]}", flush=True)
     peak = max(peak, rb.matmul_peak(1.0 if args.quick else 4.0))
     for row in training:  # against the best peak seen in this run
