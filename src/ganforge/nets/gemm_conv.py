@@ -55,7 +55,8 @@ def _channels_inner(w: Tensor) -> bool:
 
 
 def _weight_matrix(w: Tensor) -> Tensor:
-    """A weight [A, B, kh, kw] as the matrix it is in memory: [A, kh kw B] or [A, B kh kw] (a view either way)."""
+    """A weight [A, B, kh, kw] as the matrix it is in memory: [A, kh kw B] or [A, B kh kw] (a view of a
+    channels_last or contiguous weight; any other layout is copied)."""
     return (w.permute(0, 2, 3, 1) if _channels_inner(w) else w.contiguous()).reshape(w.shape[0], -1)
 
 
