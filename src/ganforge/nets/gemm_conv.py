@@ -32,7 +32,8 @@ def _nhwc(x: Tensor) -> Tensor:
 
 def _nchw(y: Tensor, like: Tensor) -> Tensor:
     """NHWC y [N, H, W, C] as [N, C, H, W]: channels_last (a view), or contiguous when ``like`` is contiguous and
-    not also channels_last (a 1x1 map is both: then channels_last, the training loop's layout)."""
+    not also channels_last (a 1x1 map is both: then channels_last, the training loop's layout). For input
+    gradients: a view stays differentiable under create_graph, where ``_output``'s storage swap would not."""
     y = y.permute(0, 3, 1, 2)
     if like.is_contiguous() and not like.is_contiguous(memory_format=torch.channels_last):
         return y.contiguous()
