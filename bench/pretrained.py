@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("name", choices=list(RECIPES))
     e.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
     e.add_argument("--snapshot", type=Path, default=None, help="a run folder or snapshot (default: the shipped one)")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     h = sub.add_parser("ship", help="ship an existing run of a recipe (e.g. one stopped with SIGTERM)")
     h.add_argument("name", choices=list(RECIPES))
     h.add_argument("run", type=Path)
@@ -425,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
             ship_run(recipe, args.run, photos, args.threads, args.device)
             return 0
         snapshot = args.snapshot or PRETRAINED_DIR / recipe.name
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         print(json.dumps({"model": recipe.name, "snapshot": str(snapshot),
                           **evaluate(recipe.kind, snapshot, photos)}))
         return 0
