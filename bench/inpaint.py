@@ -212,6 +212,14 @@ def smooth_method(img: Image, hole: np.ndarray, plate_weight: float | None = Non
     return res
 
 
+def classical_methods(extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """The classical fills that compare and classical score, in their table order: OpenCV Telea and Navier-Stokes,
+    push-pull, ``extra``, the smooth fill; and OpenCV's version."""
+    methods = opencv_methods()
+    cv2_version = methods.pop("_cv2")
+    return {**methods, "push-pull": pushpull_method, **(extra or {}), "smooth-fill": smooth_method}, cv2_version
+
+
 def classical(args: argparse.Namespace) -> dict[str, Any]:
     """The classical fills alone (OpenCV Telea and Navier-Stokes, push-pull, the membrane, the thin plate and their
     mean, the smooth fill) on ``--split`` photos, with compare's crops, bands and mask seeds: run on the training
@@ -221,12 +229,8 @@ def classical(args: argparse.Namespace) -> dict[str, Any]:
 
     crop = args.crop or 256
     photos = heldout(args.photos, None, crop, args.split)
-    methods = opencv_methods()
-    cv2_version = methods.pop("_cv2")
-    methods["push-pull"] = pushpull_method
-    methods["membrane"] = functools.partial(smooth_method, plate_weight=0.0)
-    methods["thin-plate"] = functools.partial(smooth_method, plate_weight=1.0)
-    methods["smooth-fill"] = smooth_method
+    methods, cv2_version = classical_methods({"membrane": functools.partial(smooth_method, plate_weight=0.0),
+                                              "thin-plate": functools.partial(smooth_method, plate_weight=1.0)})
     dist = PerceptualDistance(SHIPPED_JUDGE)
     results: dict[str, Any] = {}
     for b, (band, rng) in enumerate(BANDS.items()):
@@ -281,10 +285,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     crop = args.crop or (128 if quick else 256)
     photos = heldout(args.photos, 2 if quick else None, crop)
-    methods = opencv_methods()
-    cv2_version = methods.pop("_cv2")
-    methods["push-pull"] = pushpull_method
-    methods["smooth-fill"] = smooth_method
+    methods, cv2_version = classical_methods()
     models: dict[str, dict[str, Any]] = {}
     work = Path(args.work).expanduser()
     minutes = args.train_minutes if args.train_minutes is not None else (1.0 if quick else 20.0)
