@@ -253,10 +253,10 @@ def test_dcgan_batchnorm_discriminator():
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "loop"])
 def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(layout):
     """nets/layers.py GemmConv2d / GemmConvTranspose2d (the NHWC products of nets/gemm_conv.py): on maps up to
-    GEMM_MAX_POSITIONS they give nn.Conv2d's / nn.ConvTranspose2d's output and gradients, the output in the input's
+    GEMM_MAX_ROWS they give nn.Conv2d's / nn.ConvTranspose2d's output and gradients, the output in the input's
     layout and each weight gradient in its parameter's (no copy); larger maps take torch's op. "loop" is the training
     loop's layout: channels_last, except contiguous transposed-conv weights (training/loop.py set_memory_format)."""
-    from ganforge.nets.layers import GEMM_MAX_POSITIONS, GemmConv2d, GemmConvTranspose2d
+    from ganforge.nets.layers import GEMM_MAX_ROWS, GemmConv2d, GemmConvTranspose2d
     from ganforge.training.loop import set_memory_format
 
     torch.manual_seed(0)
@@ -275,7 +275,8 @@ def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(layout):
         x = torch.randn(n, ours.in_channels, side, side).contiguous(memory_format=fmt).requires_grad_()
         x_ref = x.detach().contiguous().requires_grad_()
         y, y_ref = ours(x), ref(x_ref)
-        assert n * y.shape[-1] * y.shape[-2] <= GEMM_MAX_POSITIONS  # the GEMM form ran
+        rows = x if isinstance(ours, torch.nn.ConvTranspose2d) else y  # a transposed conv's rows: its inputs
+        assert n * rows.shape[-1] * rows.shape[-2] <= GEMM_MAX_ROWS
         assert type(y.grad_fn).__name__.startswith("_Gemm")
         torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
         # a 1x1 input is in both layouts: then the output is channels_last (training's default)
@@ -292,6 +293,9 @@ def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(layout):
     ref.load_state_dict(big.state_dict())
     x = torch.randn(1, 4, 32, 32)
     assert torch.equal(big(x), ref(x))  # 1024 positions: torch's own convolution
+    up = GemmConvTranspose2d(4, 4, 4, 2, 1)
+    assert type(up(torch.randn(1, 4, 16, 16, requires_grad=True)).grad_fn).__name__.startswith("_Gemm")  # 256 rows
+    assert not type(up(torch.randn(2, 4, 16, 16, requires_grad=True)).grad_fn).__name__.startswith("_Gemm")  # 512
 
 
 @pytest.mark.parametrize("transposed", [False, True])

@@ -10,7 +10,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ganforge.config import resolution_plan  # torch-free, shared with config validation
 from ganforge.nets import gemm_conv
 
-__all__ = ["GEMM_MAX_POSITIONS", "ConditionalBatchNorm2d", "GemmConv2d", "GemmConvTranspose2d", "channels_at",
+__all__ = ["GEMM_MAX_ROWS", "ConditionalBatchNorm2d", "GemmConv2d", "GemmConvTranspose2d", "channels_at",
            "check_labels", "resolution_plan", "sn"]
 
 def channels_at(level: int, width: int, max_width: int) -> int:
@@ -65,21 +65,23 @@ class ConditionalBatchNorm2d(nn.Module):
         return gamma * h + beta
 
 
-# Batch x output positions up to which the GEMM form runs. Measured on one CPU thread, forward + backward at
-# batch 1 (oneDNN -> GEMM): the 1024 -> 512 transposed conv from 2x2 and 4x4 maps 56 -> 9 and 104 -> 27 ms, the
-# 512 -> 512 conv to 2x2 24 -> 5 ms, PatchGAN's 256 -> 512 stride-1 conv to 15x15 25 -> 22 ms; at 32x32 oneDNN's
-# own op is as fast or faster.
-GEMM_MAX_POSITIONS = 256
+# Rows of a layer's matrix products up to which the GEMM form runs: batch x output positions for a conv, batch x
+# input positions for a transposed conv (y = col2im(x @ W) has one row per input position). Measured on one CPU
+# thread, forward + backward at batch 1 (oneDNN -> GEMM): the 1024 -> 512 transposed conv from 2x2 and 4x4 maps
+# 56 -> 9 and 104 -> 27 ms, the 512 -> 128 one from 16x16 43 -> 23 ms, the 512 -> 512 conv to 2x2 24 -> 5 ms,
+# PatchGAN's 256 -> 512 stride-1 conv to 15x15 25 -> 22 ms; from 32x32 (1024 rows) oneDNN's own op is as fast or
+# faster (the 256 -> 64 transposed conv from 32x32: 21 against 25 ms).
+GEMM_MAX_ROWS = 256
 
 
 def _use_gemm(x: Tensor, positions: int) -> bool:
-    """The GEMM form only for float32/float64 on the CPU, for 1 to GEMM_MAX_POSITIONS output positions per batch,
-    in eager mode outside autocast: an ONNX export, trace or torch.compile records torch's op, and autocast keeps its
-    own dtype rules. On such small maps oneDNN's (transposed) convolution is bound by its weight handling, most of
-    all in the backward pass (the weight gradient of a 4x4 kernel over a 2x2 map), while a matrix product over NHWC
-    columns is not."""
+    """The GEMM form only for float32/float64 on the CPU, for 1 to GEMM_MAX_ROWS rows (``positions`` per sample:
+    output positions for a conv, input positions for a transposed conv), in eager mode outside autocast: an ONNX
+    export, trace or torch.compile records torch's op, and autocast keeps its own dtype rules. On such small maps
+    oneDNN's (transposed) convolution is bound by its weight handling, most of all in the backward pass (the weight
+    gradient of a 4x4 kernel over a 2x2 map), while a matrix product over NHWC columns is not."""
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and 0 < x.shape[0] * positions <= GEMM_MAX_POSITIONS
+            and 0 < x.shape[0] * positions <= GEMM_MAX_ROWS
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
 
@@ -100,14 +102,12 @@ class GemmConv2d(nn.Conv2d):
 
 
 class GemmConvTranspose2d(nn.ConvTranspose2d):
-    """nn.ConvTranspose2d (same parameters, state_dict and result to float rounding) that computes a small output
-    map as one matrix product and a scatter-add over NHWC columns (nets/gemm_conv.py); larger maps, other devices
-    and exports run nn.ConvTranspose2d. Groups 1, dilation 1, no output padding."""
+    """nn.ConvTranspose2d (same parameters, state_dict and result to float rounding) that upsamples a small input map
+    with one matrix product and a scatter-add over NHWC columns (nets/gemm_conv.py); larger maps, other devices and
+    exports run nn.ConvTranspose2d. Groups 1, dilation 1, no output padding."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        ho, wo = (x.shape[-2] - 1) * sh - 2 * ph + kh, (x.shape[-1] - 1) * sw - 2 * pw + kw
         if (output_size is not None or self.groups != 1 or self.dilation != (1, 1) or self.output_padding != (0, 0)
-                or not _use_gemm(x, ho * wo)):
+                or not _use_gemm(x, x.shape[-2] * x.shape[-1])):
             return super().forward(x, output_size)
         return gemm_conv.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding)
