@@ -287,6 +287,30 @@ def test_cpu_transposed_conv_weights_stay_contiguous_under_channels_last():
     assert torch.allclose(net(x), ref(x.contiguous()), atol=1e-5)
 
 
+def test_fused_adam_relays_moments_restored_in_another_layout():
+    """A checkpoint's Adam moments keep the layout they were saved in; resumed with another run.channels_last, the
+    weights are re-laid but their moments are not. torch's fused kernel then pairs each weight element with another
+    element's moments (a wrong update, no error); Adam re-lays the moments first, so the update stays torch's on
+    same-layout tensors, bit for bit, and the moments take their weight's strides."""
+    from ganforge.tasks.base import Adam
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(8, 6, 3, 3).contiguous(memory_format=torch.channels_last))
+    ref = torch.nn.Parameter(w.detach().contiguous())
+    opt, opt_ref = Adam([w], 1e-2, fused=True), torch.optim.Adam([ref], 1e-2, fused=True)
+    for step in range(3):
+        if step == 1:  # "resume" in the contiguous format: the weight changes layout, its moments do not
+            w.data = w.data.contiguous()
+            assert opt.state[w]["exp_avg"].stride() != w.stride()
+        g = torch.randn(8, 6, 3, 3)
+        w.grad, ref.grad = torch.empty_like(w).copy_(g), g.clone()  # a gradient in its weight's layout
+        opt.step()
+        opt_ref.step()
+        assert torch.equal(w, ref)
+    assert all(opt.state[w][k].stride() == w.stride() for k in ("exp_avg", "exp_avg_sq"))
+    assert all(torch.equal(opt.state[w][k], opt_ref.state[ref][k]) for k in ("exp_avg", "exp_avg_sq"))
+
+
 def test_fused_adam_by_default_and_the_loop_on_request(class_folder, tmp_path):
     """New runs use Adam's fused kernel (the same update in another rounding order: losses close, not equal);
     optim.fused_adam=false gives the per-tensor loop of runs before it, and an optimizer restored from such a
