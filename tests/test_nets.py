@@ -298,6 +298,33 @@ def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(layout):
     assert not type(up(torch.randn(2, 4, 16, 16, requires_grad=True)).grad_fn).__name__.startswith("_Gemm")  # 512
 
 
+def test_cat_channels_hands_out_dense_gradients():
+    """nets/layers.py cat_channels: torch.cat's values and gradients, but each input's gradient arrives dense in
+    its layout (torch.cat's backward hands out channel slices, strided under channels_last), also to a second
+    derivative; nothing is hooked without grad."""
+    from ganforge.nets.layers import cat_channels
+
+    torch.manual_seed(0)
+    for fmt in (torch.channels_last, torch.contiguous_format):
+        a = torch.randn(2, 3, 5, 4).contiguous(memory_format=fmt).requires_grad_()
+        b = torch.randn(2, 6, 5, 4).contiguous(memory_format=fmt).requires_grad_()
+        seen = []
+        a1, b1 = a * 1, b * 1
+        y = cat_channels([a1, b1])
+        y_ref = torch.cat([a, b], 1)
+        assert torch.equal(y, y_ref)
+        for t in (a1, b1):  # a later hook sees what reaches the inputs of the concatenation
+            t.register_hook(seen.append)
+        g = torch.randn_like(y)
+        ga, gb = torch.autograd.grad((y.square() * g).sum(), [a, b], create_graph=True)
+        ra, rb = torch.autograd.grad((y_ref.square() * g).sum(), [a, b])
+        assert torch.equal(ga, ra) and torch.equal(gb, rb)
+        assert all(s.is_contiguous(memory_format=fmt) for s in seen) and len(seen) == 2
+        (ga.sum() + gb.sum()).backward()  # differentiable (create_graph): no error
+    with torch.no_grad():
+        assert torch.equal(cat_channels([a, b]), torch.cat([a, b], 1))
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_gemm_convs_second_derivatives_in_place_use_and_fallbacks(transposed):
     """The GEMM form's backward is differentiable: a gradient penalty through the layer (R1's |dD/dx|^2, and the

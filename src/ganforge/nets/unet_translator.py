@@ -19,11 +19,10 @@ processes an image whole up to a pixel cap).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganforge.nets.layers import GemmConv2d, GemmConvTranspose2d
+from ganforge.nets.layers import GemmConv2d, GemmConvTranspose2d, cat_channels
 
 NORMS = ("batch", "instance", "none")
 
@@ -87,5 +86,5 @@ class UNetTranslator(nn.Module):
             skips.append(y)
         skips.pop()  # the innermost output goes straight up
         for k, block in enumerate(self.up):
-            y = block(y if k == 0 else torch.cat([y, skips.pop()], 1))
+            y = block(y if k == 0 else cat_channels([y, skips.pop()]))
         return y[..., :h, :w]                                                # [N, out_channels, H, W]
