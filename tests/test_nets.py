@@ -298,6 +298,29 @@ def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(layout):
     assert not type(up(torch.randn(2, 4, 16, 16, requires_grad=True)).grad_fn).__name__.startswith("_Gemm")  # 512
 
 
+def test_gemm_conv_weight_used_twice_accumulates_in_place():
+    """A GEMM layer's weight gradient is a tensor of its own (not a view), so autograd adds the second gradient of
+    a weight used twice (PatchGAN's D(real) and D(fake)) into the first in place rather than into a new tensor;
+    the sum is torch's."""
+    from torch.profiler import profile
+
+    from ganforge.nets.layers import GemmConv2d
+
+    torch.manual_seed(0)
+    ours, ref = GemmConv2d(8, 16, 4, 1, 1), torch.nn.Conv2d(8, 16, 4, 1, 1)
+    ref.load_state_dict(ours.state_dict())
+    ours.to(memory_format=torch.channels_last)
+    x1, x2 = (torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last) for _ in range(2))
+    with profile(record_shapes=True) as prof:
+        (ours(x1).square().sum() + ours(x2).sum()).backward()
+    (ref(x1).square().sum() + ref(x2).sum()).backward()
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-5)
+    assert ours.weight.grad.stride() == ours.weight.stride()
+    adds = {e.key for e in prof.key_averages(group_by_input_shape=True)
+            if e.input_shapes and e.input_shapes[0] == list(ours.weight.shape)}
+    assert "aten::add_" in adds and "aten::add" not in adds
+
+
 def test_cat_channels_hands_out_dense_gradients():
     """nets/layers.py cat_channels: torch.cat's values and gradients, but each input's gradient arrives dense in
     its layout (torch.cat's backward hands out channel slices, strided under channels_last), also to a second

@@ -67,6 +67,18 @@ def _as_weight(m: Tensor, like: Tensor) -> Tensor:
     return m.view(a, kh, kw, b).permute(0, 3, 1, 2) if _channels_inner(like) else m.view(a, b, kh, kw)
 
 
+def _weight_grad(a: Tensor, b: Tensor, like: Tensor) -> Tensor:
+    """The weight gradient a @ b (the matrix of ``_weight_matrix(like)``) as a weight with ``like``'s strides.
+    Outside create_graph it is written into a tensor of its own, not a view: autograd then adds a second gradient
+    of a weight used twice into it in place (PatchGAN's D(real) and D(fake): 8.6 ms of one pix2pix-128 step for
+    the out-of-place sum of the 256 -> 512 layer's); under create_graph the product stays differentiable."""
+    if torch.is_grad_enabled() or not (like.is_contiguous() or _channels_inner(like)):
+        return _as_weight(a @ b, like)
+    gw = torch.empty_like(like, memory_format=torch.preserve_format)  # dense: _weight_matrix(gw) is a view
+    torch.mm(a, b, out=_weight_matrix(gw))
+    return gw
+
+
 def _taps(t: Tensor, channels_inner: bool) -> Tensor:
     """A [..., kh kw C] or [..., C kh kw] column block as [..., kh, kw, C] (a view)."""
     return t if channels_inner else t.movedim(-3, -1)
@@ -157,7 +169,7 @@ class _GemmConv(torch.autograd.Function):
             gcols = g @ _weight_matrix(weight)                                    # [N Ho Wo, kh kw C_in]
             gx = _nchw(col2im(gcols, n, out_hw, k, stride, pad, in_hw, inner), gy)
         if ctx.needs_input_grad[1]:
-            gw = _as_weight(g.t() @ cols, weight)
+            gw = _weight_grad(g.t(), cols, weight)
         if ctx.needs_input_grad[2]:
             gb = g.sum(0)
         return gx, gw, gb, None, None
@@ -188,7 +200,7 @@ class _GemmConvTranspose(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = _nchw(_times_t(gcols, _weight_matrix(weight)).view(n, *in_hw, -1), gy)
         if ctx.needs_input_grad[1]:
-            gw = _as_weight(_nhwc(x).view(-1, x.shape[1]).t() @ gcols, weight)
+            gw = _weight_grad(_nhwc(x).view(-1, x.shape[1]).t(), gcols, weight)
         if ctx.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))
         return gx, gw, gb, None, None
