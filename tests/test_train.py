@@ -311,6 +311,21 @@ def test_fused_adam_relays_moments_restored_in_another_layout():
     assert all(torch.equal(opt.state[w][k], opt_ref.state[ref][k]) for k in ("exp_avg", "exp_avg_sq"))
 
 
+def test_resume_with_another_memory_format_relays_the_adam_moments(class_folder, tmp_path):
+    """run.channels_last may change on --resume (RESUME_CHANGEABLE); the weights change layout with it, and the
+    Adam moments restored from the checkpoint must follow them (see the test above): the checkpoint written after
+    the resume holds moments in the weights' new layout."""
+    part = train(_cfg(class_folder, tmp_path, 0.048, run={"channels_last": "on"}), progress=False)
+    opts = ckpt.checkpoint_optimizers(ckpt.load_latest_checkpoint(part / "checkpoints")[1])[0]
+    moments = [t for o in opts.values() for st in o["state"].values() for k, t in st.items() if k == "exp_avg"]
+    assert any(t.dim() == 4 and not t.is_contiguous() for t in moments)  # D's conv weights: channels_last
+    resumed = train(_cfg(class_folder, tmp_path, 0.096, run={"channels_last": "off"}), resume=part, progress=False)
+    opts = ckpt.checkpoint_optimizers(ckpt.load_latest_checkpoint(resumed / "checkpoints")[1])[0]
+    moments = [t for o in opts.values() for st in o["state"].values() for k, t in st.items()
+               if k in ("exp_avg", "exp_avg_sq")]
+    assert moments and all(t.is_contiguous() for t in moments)
+
+
 def test_fused_adam_by_default_and_the_loop_on_request(class_folder, tmp_path):
     """New runs use Adam's fused kernel (the same update in another rounding order: losses close, not equal);
     optim.fused_adam=false gives the per-tensor loop of runs before it, and an optimizer restored from such a
