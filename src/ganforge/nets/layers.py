@@ -92,7 +92,7 @@ def cat_channels(xs: list[Tensor]) -> Tensor:
     decoder side, pix2pix); the copy costs a fraction of that. Same values and gradients as torch.cat."""
     if torch.is_grad_enabled() and _eager():
         for x in xs:
-            if x.requires_grad:
+            if x.grad_fn is not None:  # an intermediate result (a hook on a leaf would stay for good)
                 x.register_hook(_dense)
     return torch.cat(xs, 1)
 

@@ -118,8 +118,8 @@ class Adam(torch.optim.Adam):
     AMP gradient scaling and CUDA take torch's own step.
 
     Moments restored in another layout than their weight's (a run resumed with another run.channels_last) are
-    re-laid first, on every path: torch's fused kernel indexes a parameter's tensors as flat memory, so a
-    channels_last weight with contiguous moments got other elements' moments (a wrong update, no error)."""
+    re-laid first, on every path: given a channels_last weight and contiguous moments, torch's fused CPU kernel
+    updated the weight with other elements' moments (a wrong update, no error; tests/test_train.py)."""
 
     def _moments_follow_weights(self) -> None:
         for group in self.param_groups:
