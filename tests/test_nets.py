@@ -296,6 +296,9 @@ def test_gemm_convs_match_torchs_on_small_maps_forward_and_backward(layout):
     up = GemmConvTranspose2d(4, 4, 4, 2, 1)
     assert type(up(torch.randn(1, 4, 16, 16, requires_grad=True)).grad_fn).__name__.startswith("_Gemm")  # 256 rows
     assert not type(up(torch.randn(2, 4, 16, 16, requires_grad=True)).grad_fn).__name__.startswith("_Gemm")  # 512
+    wide = GemmConvTranspose2d(4, 2**12, 4, 2, 1, bias=False)  # 16 rows x 4096 x 16 taps: 2**20 columns per sample
+    assert type(wide(torch.randn(1, 4, 4, 4, requires_grad=True)).grad_fn).__name__.startswith("_Gemm")
+    assert not type(wide(torch.randn(2, 4, 4, 4, requires_grad=True)).grad_fn).__name__.startswith("_Gemm")
 
 
 def test_gemm_conv_weight_used_twice_accumulates_in_place():
