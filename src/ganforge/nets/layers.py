@@ -73,7 +73,7 @@ class ConditionalBatchNorm2d(nn.Module):
 # PatchGAN's 256 -> 512 stride-1 conv to 15x15 25 -> 22 ms; from 32x32 (1024 rows) oneDNN's own op is as fast or
 # faster (the 256 -> 64 transposed conv from 32x32: 21 against 25 ms).
 GEMM_MAX_ROWS = 256
-# And for a transposed conv, floats in its column buffer (rows x C_out x kh x kw) up to which it does: the scatter-add
+# A transposed conv also needs at most this many floats in its column buffer (rows x C_out x kh x kw): the scatter-add
 # over a bigger buffer measured no faster in the whole step than oneDNN's op (pix2pix-256 at batch 4, whose 1024 -> 512
 # layer from 8x8 maps has 2 M: 3.82 against 4.48 s per step in one interleaved A/B, 4.02 against 4.11 in another).
 GEMM_MAX_COLUMNS = 2**20
@@ -132,8 +132,8 @@ class GemmConvTranspose2d(nn.ConvTranspose2d):
     exports run nn.ConvTranspose2d. Groups 1, dilation 1, no output padding."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        rows = x.shape[-2] * x.shape[-1]  # per sample
+        (kh, kw), rows = self.kernel_size, x.shape[-2] * x.shape[-1]  # rows per sample
         if (output_size is not None or self.groups != 1 or self.dilation != (1, 1) or self.output_padding != (0, 0)
-                or not _use_gemm(x, rows) or x.shape[0] * rows * self.weight[0].numel() > GEMM_MAX_COLUMNS):
+                or not _use_gemm(x, rows) or x.shape[0] * rows * self.out_channels * kh * kw > GEMM_MAX_COLUMNS):
             return super().forward(x, output_size)
         return gemm_conv.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding)
