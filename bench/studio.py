@@ -1,6 +1,6 @@
 """The studio measured (issue 16): API latency, responsiveness while a training job saturates the CPU, and crash
 recovery. Everything runs against a real `ganforge studio` server process (uvicorn) on a scratch data dir, through
-HTTP (httpx, keep-alive), as the page and scripts use it.
+HTTP (httpx2, keep-alive), as the page and scripts use it.
 
     python bench/studio.py all [--quick] [--out bench/results/studio.json]
     python bench/studio.py latency|concurrency|crash [--quick] [--trials 10] [--seconds 30]
@@ -57,7 +57,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-import httpx  # noqa: E402
+import httpx2  # noqa: E402
 
 TARGET_MS = 200.0
 SEED = 20261201
@@ -82,7 +82,7 @@ def summary(ms: list[float]) -> dict[str, Any]:
             "max_ms": round(max(ms), 2), "mean_ms": round(float(np.mean(ms)), 2)}
 
 
-def timed(call: Callable[[], httpx.Response]) -> float:
+def timed(call: Callable[[], httpx2.Response]) -> float:
     t = time.perf_counter()
     r = call()
     ms = (time.perf_counter() - t) * 1000
@@ -116,13 +116,13 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "ganforge", "studio", "--port", str(self.port),
                                       "--data-dir", str(data_dir)], env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT)
-        self.http = httpx.Client(base_url=self.url, timeout=120)
+        self.http = httpx2.Client(base_url=self.url, timeout=120)
         deadline = time.time() + 120
         while True:
             try:
                 if self.http.get("/api/info", timeout=2).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             if self.proc.poll() is not None or time.time() > deadline:
                 raise SystemExit(f"the studio did not start; see {log}")
@@ -251,7 +251,7 @@ def latency(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             server.http.get("/api/jobs")
         jobs_ms = [timed(lambda: server.http.get("/api/jobs")) for _ in range(n_list)]
 
-        def infer() -> httpx.Response:
+        def infer() -> httpx2.Response:
             return server.http.post("/api/infer/restore", data={"model": "denoise-blind"},
                                     files={"image": ("photo.png", photo, "image/png")})
 

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+pytest.importorskip("httpx2")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from ganforge.studio import StudioSettings, StudioSettingsError, create_app  # noqa: E402
@@ -467,7 +467,7 @@ def test_queue_is_fifo_under_the_job_limit(tmp_path: Path, monkeypatch):
 def test_server_killed_then_restarted(settings: StudioSettings, tmp_path: Path):
     """`ganforge studio` in a subprocess; SIGKILL it while its worker trains. A new app on the same data dir finds
     the orphaned worker, has it checkpoint and stop, marks the job interrupted, and resumes it."""
-    import httpx
+    import httpx2
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -481,12 +481,12 @@ def test_server_killed_then_restarted(settings: StudioSettings, tmp_path: Path):
         deadline = time.time() + 60  # a loaded 2-core machine can take a while to import
         while True:
             try:
-                httpx.get(f"{url}/api/info", timeout=2)
+                httpx2.get(f"{url}/api/info", timeout=2)
                 break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 assert server.poll() is None and time.time() < deadline, server.communicate(timeout=5)[0]
                 time.sleep(0.2)
-        r = httpx.post(f"{url}/api/jobs", json={"preset": "dcgan-32", "dataset": "shapes", "overrides": LONG})
+        r = httpx2.post(f"{url}/api/jobs", json={"preset": "dcgan-32", "dataset": "shapes", "overrides": LONG})
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         job_dir = settings.runs_dir / f"job-{job_id:05d}"

@@ -63,7 +63,7 @@ def studio(tmp_path: Path, monkeypatch):
 
 
 def test_every_page_in_chromium(studio: tuple[str, Path], tmp_path: Path):
-    import httpx
+    import httpx2
 
     studio, data_dir = studio
     shots = Path(os.environ.get("GANFORGE_SCREENSHOT_DIR", tmp_path / "screenshots"))
@@ -172,7 +172,7 @@ def test_every_page_in_chromium(studio: tuple[str, Path], tmp_path: Path):
         shot("playground-restore.png")
 
         # Inpaint: an inpaint job's snapshot (an untrained tiny Context Encoder: the fill is noise, the path is real).
-        with httpx.Client(base_url=studio) as http:
+        with httpx2.Client(base_url=studio) as http:
             inpaint_id = inpaint_job(http, data_dir / "runs")
             color_id = translate_job(http, data_dir / "runs", colorizer=True)
         page.goto(f"{studio}/#play/inpaint:{inpaint_id}")

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+pytest.importorskip("httpx2")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from ganforge.studio import StudioSettings, create_app  # noqa: E402
