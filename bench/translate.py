@@ -261,8 +261,9 @@ def _task(preset: str, res: int) -> Any:
 
 def train_step_speed(preset: str, res: int, steps: int, peak: float, batch_size: int = 1,
                      seconds: float = 8.0) -> dict[str, Any]:
-    """One loop step of the task (its phases: freeze the others, forward, backward, Adam), channels_last as in the
-    loop: the best of at least ``steps`` timed steps, more (up to 12) while ``seconds`` last, after two warm-ups."""
+    """One loop step of the task (its shared forward, then its phases: freeze the others, forward, backward, Adam),
+    channels_last as in the loop: the best of at least ``steps`` timed steps, more (up to 12) while ``seconds``
+    last, after two warm-ups."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from ganforge.tasks.base import StepInputs
@@ -278,6 +279,9 @@ def train_step_speed(preset: str, res: int, steps: int, peak: float, batch_size:
 
     def step(i: int) -> None:
         inp = StepInputs(batch=batch, gen=torch.Generator().manual_seed(i), step=i)
+        for m in task.modules.values():  # the loop's shared forward: G(A) once, for both phases
+            m.requires_grad_(True)
+        inp.shared = task.shared(inp)
         for phase in task.phases():
             for name, m in task.modules.items():
                 m.requires_grad_(name == phase.module)

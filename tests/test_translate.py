@@ -315,6 +315,32 @@ def test_pix2pix_edges_trains_resumes_exactly(tmp_path):
     assert {"loss/G_L1", "loss/G_adv", "loss/D_adv"} <= set(_losses(run)[-1])
 
 
+@pytest.mark.parametrize("preset, per_step", [("pix2pix-64", 1), ("cyclegan-64", 6)])
+def test_one_generator_forward_per_step_shared_by_both_phases(preset, per_step, tmp_path, monkeypatch):
+    """The loop's shared forward (tasks/base.py ``shared``): pix2pix runs G(A) once per step, its D phase scoring it
+    detached and its G phase training through it (the reference's one forward and one dropout mask); CycleGAN's
+    G(A), F(B) are shared the same way, leaving the G phase's two cycle and two identity passes (6, not 8).
+    Forwards in training mode only: previews run in eval mode."""
+    from ganforge.nets.resnet_translator import ResnetTranslator
+    from ganforge.nets.unet_translator import UNetTranslator
+
+    net = ResnetTranslator if preset.startswith("cyclegan") else UNetTranslator
+    calls: list[bool] = []
+    original = net.forward
+
+    def counted(self, x):
+        if self.training:
+            calls.append(torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+        return original(self, x)
+
+    monkeypatch.setattr(net, "forward", counted)
+    source = _unpaired(tmp_path / "unp") if preset.startswith("cyclegan") else _photos(tmp_path / "photos")
+    extra = {} if preset.startswith("cyclegan") else {"data": {"derive": "edges"}}
+    run = ganforge.train(_config(preset, source, tmp_path / "runs", 0.008, **extra), progress=False)
+    assert len(_losses(run)) == 4 and len(calls) == 4 * per_step
+    assert all(calls)  # every training-mode forward records G's graph: none is a no_grad recomputation
+
+
 def test_pix2pix_on_scene_label_maps(tmp_path, monkeypatch):
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
     cfg = _config("pix2pix-64", "scenes:6:32", tmp_path / "runs", 0.004)

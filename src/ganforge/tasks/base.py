@@ -13,13 +13,17 @@ checkpoints and snapshots) without ever naming a module.
     phases()          [Phase("D", "D", 1, ...), ...]: run in order when step % interval == 0
     lr_scale(step, total_steps)  optional: a factor on every optimizer's configured lr for this step (a schedule,
                       e.g. CycleGAN's linear decay to 0); tasks without it train at the configured lr
+    shared(inp)       optional: tensors computed once per (micro-)batch before the phases, while every module that
+                      a phase of this step trains requires grad; the phases find them in ``inp.shared``. pix2pix's
+                      G(A): D's phase scores it detached, G's phase backpropagates through it (one forward and one
+                      dropout mask per step, as in the reference implementations)
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -36,6 +40,7 @@ class StepInputs:
     batch: dict[str, Tensor]  # one (micro-)batch from TrainData.fetch, on the training device
     gen: torch.Generator      # CPU generator seeded by (seed, rank, step): all randomness of this step
     step: int
+    shared: dict[str, Tensor] = field(default_factory=dict)  # task.shared(inp) for this (micro-)batch, if any
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ History pools (Shrivastava et al. 2017; CycleGAN sec. 4): up to ``pool_size`` pa
 new fake is, with probability 1/2, swapped for a random stored one. Draws come from the step's generator and the
 pools are in the checkpoint (``extra_state``), so a resume continues exactly.
 
+One generator forward per step (``shared``, the loop's optional hook, run before the phases): G(A) (CycleGAN: G(A)
+and F(B)) with its graph; D's phase scores it detached, G's phase backpropagates through it, as the reference
+implementations do. One dropout mask per step, BatchNorm's running statistics updated once.
+
 Learning rate: ``lr_scale`` is the loop's optional schedule hook: constant, then linear to 0 over the last
 (1 - loss.lr_decay_start) of the run's steps (CycleGAN: the second half).
 """
@@ -256,18 +260,19 @@ class Pix2PixTask:
     def phases(self) -> list[Phase]:
         return [Phase("D", "D", 1, self.d_main), Phase("G", "G", 1, self.g_main)]
 
+    def shared(self, inp: StepInputs) -> dict[str, Tensor]:
+        a = self.generator_input(inp.batch["input"])                                  # [N, Ca, H, W]
+        return {"A": a, "fake": self.G(a)}                                             # fake: [N, C, H, W]
+
     def d_main(self, inp: StepInputs) -> dict[str, Tensor]:
-        a, b = self.generator_input(inp.batch["input"]), inp.batch["target"]          # [N, Ca, H, W], [N, C, H, W]
-        with torch.no_grad():
-            fake = self.G(a)                                                           # [N, C, H, W]
+        a, b, fake = inp.shared["A"], inp.batch["target"], inp.shared["fake"].detach()
         real_s, fake_s = self.D(torch.cat([a, b], 1)), self.D(torch.cat([a, fake], 1))  # [N, 1, h, w]
         loss = self.adv_d(real_s, fake_s)
         return {"D_adv": loss.detach(), "D_real": real_s.mean().detach(), "D_fake": fake_s.mean().detach(),
                 "loss": loss}
 
     def g_main(self, inp: StepInputs) -> dict[str, Tensor]:
-        a, b = self.generator_input(inp.batch["input"]), inp.batch["target"]
-        fake = self.G(a)
+        a, b, fake = inp.shared["A"], inp.batch["target"], inp.shared["fake"]
         adv = self.adv_g(self.D(torch.cat([a, fake], 1)))
         l1 = F.l1_loss(fake, b)
         return {"G_adv": adv.detach(), "G_L1": l1.detach(), "loss": adv + self.loss.l1_weight * l1}
@@ -347,18 +352,20 @@ class CycleGANTask:
     def phases(self) -> list[Phase]:
         return [Phase("D", "D", 1, self.d_main), Phase("G", "G", 1, self.g_main)]
 
+    def shared(self, inp: StepInputs) -> dict[str, Tensor]:
+        return {"fake_B": self.G.AtoB(inp.batch["A"]), "fake_A": self.G.BtoA(inp.batch["B"])}  # [N, C, H, W] each
+
     def d_main(self, inp: StepInputs) -> dict[str, Tensor]:
         a, b = inp.batch["A"], inp.batch["B"]                                          # [N, C, H, W] each
-        with torch.no_grad():
-            fake_b, fake_a = self.G.AtoB(a), self.G.BtoA(b)
-        fake_b, fake_a = self.pool_b.query(fake_b, inp.gen), self.pool_a.query(fake_a, inp.gen)
+        fake_b = self.pool_b.query(inp.shared["fake_B"].detach(), inp.gen)
+        fake_a = self.pool_a.query(inp.shared["fake_A"].detach(), inp.gen)
         d_b = self.adv_d(self.D.B(b), self.D.B(fake_b))
         d_a = self.adv_d(self.D.A(a), self.D.A(fake_a))
         return {"D_A": d_a.detach(), "D_B": d_b.detach(), "loss": d_a + d_b}
 
     def g_main(self, inp: StepInputs) -> dict[str, Tensor]:
         a, b, lc = inp.batch["A"], inp.batch["B"], self.loss
-        fake_b, fake_a = self.G.AtoB(a), self.G.BtoA(b)
+        fake_b, fake_a = inp.shared["fake_B"], inp.shared["fake_A"]
         adv_ab, adv_ba = self.adv_g(self.D.B(fake_b)), self.adv_g(self.D.A(fake_a))
         cycle_a, cycle_b = F.l1_loss(self.G.BtoA(fake_b), a), F.l1_loss(self.G.AtoB(fake_a), b)  # eq. 2
         total = adv_ab + adv_ba + lc.cycle_weight * (cycle_a + cycle_b)

@@ -259,6 +259,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     # An optional learning-rate schedule of the task (tasks/base.py, e.g. CycleGAN's linear decay): each step's lr
     # is the config's lr x task.lr_scale(step, total_steps), a function of the step, so resume stays exact.
     lr_scale = getattr(task, "lr_scale", None)
+    # Tensors the phases share within a step (pix2pix's G(A): scored detached by D's phase, trained through by G's).
+    shared = getattr(task, "shared", None)
     base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in opts.items()}
     acc = StatsAccumulator()
     t_start = t_tick = time.perf_counter()
@@ -295,6 +297,15 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                 for name, opt in opts.items():
                     for g, lr in zip(opt.param_groups, base_lrs[name], strict=True):
                         g["lr"] = lr * factor
+            if shared is not None:  # once per micro-batch, recording grads for every module trained this step
+                trained = {phase.module for phase in phases if step % phase.interval == 0}
+                for name, m in task.modules.items():
+                    m.requires_grad_(name in trained)
+                for p in task.frozen:
+                    p.requires_grad_(False)
+                with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+                    for part in micro_inputs:
+                        part.shared = shared(part)
             for phase in phases:
                 if step % phase.interval:
                     continue
