@@ -85,6 +85,14 @@ def set_memory_format(module: nn.Module, fmt: torch.memory_format) -> nn.Module:
             m.weight.data = m.weight.data.contiguous()
     return module
 
+def _train_only(task: Task, trained: set[str]) -> None:
+    """Only the parameters of the ``trained`` modules record gradients (the task's frozen ones never)."""
+    for name, m in task.modules.items():
+        m.requires_grad_(name in trained)
+    for p in task.frozen:
+        p.requires_grad_(False)
+
+
 def _every(kimg: float, batch: int) -> int:
     return max(1, round(kimg * 1000 / batch))
 
@@ -298,21 +306,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                     for g, lr in zip(opt.param_groups, base_lrs[name], strict=True):
                         g["lr"] = lr * factor
             if shared is not None:  # once per micro-batch, recording grads for every module trained this step
-                trained = {phase.module for phase in phases if step % phase.interval == 0}
-                for name, m in task.modules.items():
-                    m.requires_grad_(name in trained)
-                for p in task.frozen:
-                    p.requires_grad_(False)
+                _train_only(task, {phase.module for phase in phases if step % phase.interval == 0})
                 with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                     for part in micro_inputs:
                         part.shared = shared(part)
             for phase in phases:
                 if step % phase.interval:
                     continue
-                for name, m in task.modules.items():
-                    m.requires_grad_(name == phase.module)
-                for p in task.frozen:
-                    p.requires_grad_(False)
+                _train_only(task, {phase.module})
                 opt, scaler = opts[phase.module], scalers[phase.module]
                 opt.zero_grad(set_to_none=True)
                 autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype and not phase.reg \
