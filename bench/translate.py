@@ -267,7 +267,7 @@ def train_step_speed(preset: str, res: int, steps: int, peak: float, batch_size:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ganforge.tasks.base import StepInputs
-    from ganforge.training.loop import set_memory_format
+    from ganforge.training.loop import set_memory_format, train_only
 
     task, cfg = _task(preset, res)
     for m in task.modules.values():  # as the loop does (run.channels_last auto = on)
@@ -279,12 +279,11 @@ def train_step_speed(preset: str, res: int, steps: int, peak: float, batch_size:
 
     def step(i: int) -> None:
         inp = StepInputs(batch=batch, gen=torch.Generator().manual_seed(i), step=i)
-        for m in task.modules.values():  # the loop's shared forward: G(A) once, for both phases
-            m.requires_grad_(True)
+        phases = task.phases()
+        train_only(task, {phase.module for phase in phases})  # the loop's shared forward: G(A) once, for both
         inp.shared = task.shared(inp)
-        for phase in task.phases():
-            for name, m in task.modules.items():
-                m.requires_grad_(name == phase.module)
+        for phase in phases:
+            train_only(task, {phase.module})
             opts[phase.module].zero_grad(set_to_none=True)
             phase.loss(inp)["loss"].backward()
             opts[phase.module].step()

@@ -85,7 +85,7 @@ def set_memory_format(module: nn.Module, fmt: torch.memory_format) -> nn.Module:
             m.weight.data = m.weight.data.contiguous()
     return module
 
-def _train_only(task: Task, trained: set[str]) -> None:
+def train_only(task: Task, trained: set[str]) -> None:
     """Only the parameters of the ``trained`` modules record gradients (the task's frozen ones never)."""
     for name, m in task.modules.items():
         m.requires_grad_(name in trained)
@@ -306,14 +306,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                     for g, lr in zip(opt.param_groups, base_lrs[name], strict=True):
                         g["lr"] = lr * factor
             if shared is not None:  # once per micro-batch, recording grads for every module trained this step
-                _train_only(task, {phase.module for phase in phases if step % phase.interval == 0})
+                train_only(task, {phase.module for phase in phases if step % phase.interval == 0})
                 with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
                     for part in micro_inputs:
                         part.shared = shared(part)
             for phase in phases:
                 if step % phase.interval:
                     continue
-                _train_only(task, {phase.module})
+                train_only(task, {phase.module})
                 opt, scaler = opts[phase.module], scalers[phase.module]
                 opt.zero_grad(set_to_none=True)
                 autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype and not phase.reg \
